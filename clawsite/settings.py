@@ -1,0 +1,210 @@
+"""ClawSite settings: twelve-factor, every value from the environment with a default that runs
+on one machine with no configuration at all (see README "Configuration")."""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def envbool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of 1/true/yes/on or 0/false/no/off, not {raw!r}")
+
+
+def envint(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def envfloat(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DATA_DIR = Path(os.environ.get("CLAWSITE_DATA_DIR", BASE_DIR / "data")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """The environment's key, or one generated once and kept in the data folder."""
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    key_file = DATA_DIR / "secret_key"
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = envbool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    # Before "channels": its runworker command overrides Channels' own.
+    "tasks_app",
+    "tools_app",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+]
+
+MIDDLEWARE = [
+    "tasks_app.api.errors.ApiErrorMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "clawsite.urls"
+ASGI_APPLICATION = "clawsite.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+# Request threads under daphne are short-lived, so their connections are not kept (CONN_MAX_AGE=0,
+# and a pool on PostgreSQL). The hot paths (API, worker) run their queries on the process's own
+# long-lived database threads (tasks_app.db), whose connections stay open.
+SQLITE_PATH = DATA_DIR / "clawsite.sqlite3"
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"), conn_max_age=0
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": (
+            "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=30000;"
+            "PRAGMA cache_size=-20000;PRAGMA temp_store=MEMORY;"
+        ),
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_clawsite.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 20}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+CLAWSITE_DB_THREADS = envint(
+    "CLAWSITE_DB_THREADS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 4
+)
+
+# --- Redis: channel layer, cache, sessions --------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every key ClawSite writes starts with this, so several installs (or test runs) share one Redis.
+REDIS_PREFIX = os.environ.get("CLAWSITE_REDIS_PREFIX", "clawsite")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 times reads out after 5 s, exactly the layer's blocking receive: without
+            # socket_timeout=None an idle worker dies after about 5 s.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": f"{REDIS_PREFIX}:asgi",
+            "capacity": 1000,
+            "expiry": 60,
+        },
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_PREFIX,
+        "TIMEOUT": 3600,
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+    }
+}
+# Sessions in Redis with the database behind them: a signed-in user survives a Redis restart.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# --- Auth ------------------------------------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "task-list"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+# --- I18N, static ----------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+
+# --- ClawSite --------------------------------------------------------------------------------------
+CLAWSITE_MAX_BODY_BYTES = envint("CLAWSITE_MAX_BODY_BYTES", 10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = CLAWSITE_MAX_BODY_BYTES
+CLAWSITE_WORKSPACE_ROOT = Path(
+    os.environ.get("CLAWSITE_WORKSPACE_ROOT", DATA_DIR / "workspaces")
+).resolve()
+CLAWSITE_WORKER_CONCURRENCY = envint("CLAWSITE_WORKER_CONCURRENCY", 8)
+CLAWSITE_WORKER_TICK_SECONDS = envfloat("CLAWSITE_WORKER_TICK_SECONDS", 1.0)
+CLAWSITE_LEASE_SECONDS = envfloat("CLAWSITE_LEASE_SECONDS", 30.0)
+CLAWSITE_WORKER_GRACE_SECONDS = envfloat("CLAWSITE_WORKER_GRACE_SECONDS", 20.0)
+CLAWSITE_WORKER_CHANNEL = "tasks"
+CLAWSITE_COMMAND_ALLOWLIST = envlist("CLAWSITE_COMMAND_ALLOWLIST")
+CLAWSITE_PYTHON_ENABLED = envbool("CLAWSITE_PYTHON_ENABLED", False)
+CLAWSITE_HTTP_ALLOW_PRIVATE = envbool("CLAWSITE_HTTP_ALLOW_PRIVATE", False)
+CLAWSITE_LLM_BASE_URL = os.environ.get("CLAWSITE_LLM_BASE_URL", "")
+CLAWSITE_LLM_API_KEY = os.environ.get("CLAWSITE_LLM_API_KEY", "")
+CLAWSITE_LLM_MODEL = os.environ.get("CLAWSITE_LLM_MODEL", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("CLAWSITE_LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

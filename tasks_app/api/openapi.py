@@ -1,0 +1,170 @@
+"""The OpenAPI 3 document of API v1, built from the same pydantic models that validate requests."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import BaseModel
+
+from tools_app.registry import all_tools
+
+from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, TaskSubmission
+
+REF = "#/components/schemas/{model}"
+
+TASK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "tool": {"type": "string"},
+        "args": {"type": "object"},
+        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "priority": {"type": "integer", "minimum": -100, "maximum": 100},
+        "attempts": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "timeout": {"type": "number"},
+        "run_after": {"type": ["string", "null"], "format": "date-time"},
+        "progress": {"type": ["object", "null"]},
+        "result": {},
+        "error": {"type": ["object", "null"]},
+        "cache_hit": {"type": "boolean"},
+        "idempotency_key": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": {"type": ["string", "null"], "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "duration_ms": {"type": ["number", "null"]},
+        "version": {"type": "integer"},
+        "url": {"type": "string"},
+    },
+    "required": ["id", "tool", "args", "status", "version", "url"],
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+            "required": ["code", "message"],
+        }
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): _json(_ref("Error"), "Error") for status in (401, *statuses)}
+
+
+def _task_id_param() -> list[dict[str, Any]]:
+    return [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    return [
+        {"name": name, "in": "query", "required": False, "schema": prop}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def _components() -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Task": TASK_SCHEMA, "Error": ERROR_SCHEMA}
+    for model in (TaskSubmission, BatchSubmission, LookupRequest):
+        schema = model.model_json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    for tool in all_tools():
+        schemas[f"{tool.name}_args"] = tool.Args.model_json_schema(ref_template=REF)
+    return schemas
+
+
+@functools.cache
+def build_openapi() -> dict[str, Any]:
+    task_list = {"type": "object", "properties": {"tasks": {"type": "array", "items": _ref("Task")}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ClawSite API", "version": "1"},
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": _components(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+            },
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": {
+            "/tools": {"get": {"summary": "List the tools", "responses": {"200": _json({"type": "object"})}}},
+            "/tasks": {
+                "get": {
+                    "summary": "List tasks, newest first",
+                    "parameters": _query_params(TaskListQuery),
+                    "responses": {"200": _json(task_list), **_errors(400)},
+                },
+                "post": {
+                    "summary": "Submit a task",
+                    "requestBody": _body("TaskSubmission"),
+                    "responses": {
+                        "202": _json(_ref("Task"), "Accepted"),
+                        "200": _json(_ref("Task"), "Idempotent repeat"),
+                        **_errors(400, 403, 409, 413),
+                    },
+                },
+            },
+            "/tasks/batch": {
+                "post": {
+                    "summary": "Submit 1 to 1000 tasks, all or nothing",
+                    "requestBody": _body("BatchSubmission"),
+                    "responses": {"202": _json(task_list, "Accepted"), **_errors(400, 413)},
+                }
+            },
+            "/tasks/lookup": {
+                "post": {
+                    "summary": "Read up to 1000 tasks by id",
+                    "requestBody": _body("LookupRequest"),
+                    "responses": {"200": _json(task_list), **_errors(400)},
+                }
+            },
+            "/tasks/{task_id}": {
+                "get": {
+                    "summary": "Read a task; with wait, long-poll until it is terminal",
+                    "parameters": [
+                        *_task_id_param(),
+                        {"name": "wait", "in": "query", "schema": {"type": "number", "maximum": 60}},
+                    ],
+                    "responses": {"200": _json(_ref("Task")), **_errors(404)},
+                }
+            },
+            "/tasks/{task_id}/cancel": {
+                "post": {
+                    "summary": "Cancel a task",
+                    "parameters": _task_id_param(),
+                    "responses": {
+                        "200": _json(_ref("Task"), "Cancelled"),
+                        "202": _json(_ref("Task"), "Cancellation requested"),
+                        **_errors(404, 409),
+                    },
+                }
+            },
+            "/tasks/{task_id}/retry": {
+                "post": {
+                    "summary": "Queue a failed or cancelled task again",
+                    "parameters": _task_id_param(),
+                    "responses": {"202": _json(_ref("Task"), "Queued"), **_errors(404, 409)},
+                }
+            },
+            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}},
+        },
+    }

@@ -1,0 +1,103 @@
+"""Channels consumers: the worker's (a thin shell around the engine) and the watchers'."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from .db import run_in_db_thread
+from .events import STAFF_GROUP, WORKERS_GROUP, owner_group
+from .models import Task
+from .serializers import task_to_dict
+from .worker import get_engine
+
+MAX_TRACKED_VERSIONS = 10_000
+
+
+class TaskWorkerConsumer(AsyncConsumer):
+    """Runs on the ``tasks`` channel under ``manage.py runworker tasks``.
+
+    ``worker.start`` (sent by the process itself at start-up) starts the engine and joins the
+    workers' group, so every worker process gets the wake-ups; the engine does the rest.
+    """
+
+    async def worker_start(self, message: dict[str, Any]) -> None:
+        await get_engine().start()
+        await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
+
+    async def task_wakeup(self, message: dict[str, Any]) -> None:
+        get_engine().wake()
+
+    async def task_cancel(self, message: dict[str, Any]) -> None:
+        get_engine().cancel(message["id"])
+
+
+class TaskUpdatesConsumer(AsyncJsonWebsocketConsumer):
+    """``/ws/tasks/``: every change of the user's tasks (staff: of all tasks)."""
+
+    task_id: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # before accept: the handshake is refused with 403
+            return
+        self.versions: OrderedDict[str, int] = OrderedDict()
+        self.group = await self.group_for(user)
+        if self.group is None:
+            await self.close()
+            return
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_initial_state()
+
+    async def group_for(self, user: Any) -> str | None:
+        return STAFF_GROUP if user.is_staff else owner_group(user.id)
+
+    async def send_initial_state(self) -> None:
+        pass
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    def is_newer(self, task: dict[str, Any]) -> bool:
+        """Frames never take a task's ``version`` back, whatever order they arrive in."""
+        if self.task_id is not None and task["id"] != self.task_id:
+            return False
+        seen = self.versions.get(task["id"], 0)
+        if task["version"] < seen:
+            return False
+        self.versions[task["id"]] = task["version"]
+        self.versions.move_to_end(task["id"])
+        if len(self.versions) > MAX_TRACKED_VERSIONS:
+            self.versions.popitem(last=False)
+        return True
+
+    async def task_updates(self, message: dict[str, Any]) -> None:
+        fresh = [task for task in message["tasks"] if self.is_newer(task)]
+        if len(fresh) == 1:
+            await self.send_json({"type": "task.update", "task": fresh[0]})
+        elif fresh:
+            await self.send_json({"type": "task.updates", "tasks": fresh})
+
+
+class TaskDetailConsumer(TaskUpdatesConsumer):
+    """``/ws/tasks/<id>/``: one task; first its current state, then its changes."""
+
+    async def group_for(self, user: Any) -> str | None:
+        self.task_id = self.scope["url_route"]["kwargs"]["task_id"]
+        task = await run_in_db_thread(
+            lambda: Task.objects.visible_to(user).filter(pk=self.task_id).first()
+        )
+        if task is None:
+            return None
+        self.initial = task_to_dict(task)
+        return owner_group(task.owner_id)
+
+    async def send_initial_state(self) -> None:
+        self.is_newer(self.initial)
+        await self.send_json({"type": "task.update", "task": self.initial})

@@ -1,0 +1,81 @@
+"""``manage.py runworker tasks``: Channels' worker, plus what it lacks for a durable queue.
+
+Channels creates a consumer only when the first message arrives, and a message on a channel
+reaches one process only; so each process sends itself a start-up message, listens on through
+Redis outages, and stops gracefully on SIGTERM/SIGINT (a second signal exits at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+from channels.management.commands.runworker import Command as ChannelsRunworker
+from channels.worker import Worker
+from django.conf import settings
+
+from tasks_app.db import shutdown_db_threads
+from tasks_app.worker import get_engine
+
+logger = logging.getLogger("clawsite.worker")
+
+START_MESSAGE = {"type": "worker.start"}
+
+
+class DurableWorker(Worker):
+    async def handle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.on_signal)
+        listeners = [asyncio.create_task(self.listener(channel)) for channel in self.channels]
+        keeper = asyncio.create_task(self.keep_consumers())
+        await self.stopping.wait()
+        await get_engine().stop()
+        for task in (*listeners, keeper):
+            task.cancel()
+        shutdown_db_threads()
+        logger.info("worker %s stopped", get_engine().worker_id)
+
+    def on_signal(self) -> None:
+        if self.stopping.is_set():
+            logger.warning("second signal: exiting now")
+            os._exit(1)
+        logger.info("stopping: finishing running tasks (grace %ss)", settings.CLAWSITE_WORKER_GRACE_SECONDS)
+        self.stopping.set()
+
+    async def keep_consumers(self) -> None:
+        """Start each channel's consumer now, and again whenever it died (say, Redis went away
+        under its receive): the start message has it rejoin the workers' group."""
+        while True:
+            for channel in self.channels:
+                if channel not in self.application_instances:
+                    scope = {"type": "channel", "channel": channel}
+                    await self.get_or_create_application_instance(channel, scope).put(START_MESSAGE)
+            await asyncio.sleep(1)
+
+    async def listener(self, channel: str) -> None:
+        while True:
+            try:
+                message = await self.channel_layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("channel layer receive failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            if not message.get("type"):
+                continue
+            scope = {"type": "channel", "channel": channel}
+            await self.get_or_create_application_instance(channel, scope).put(message)
+
+    async def application_exception(self, exception: BaseException, application_details: Any) -> None:
+        logger.warning("worker consumer stopped: %r; restarting it", exception)
+
+
+class Command(ChannelsRunworker):
+    help = "Run the ClawSite worker on the given channels (normally: tasks)."
+    worker_class = DurableWorker

@@ -1,0 +1,217 @@
+"""The durable state of ClawSite: tasks, the API tokens that submit them, the workers that run them.
+
+A task's row is the truth. Its status only moves through the transition methods here and the
+batched statements of ``tasks_app.store``; both bump ``version`` so watchers can order changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+class TaskStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    def visible_to(self, user: Any) -> TaskQuerySet:
+        return self if user.is_staff else self.filter(owner=user)
+
+    def queued(self) -> TaskQuerySet:
+        return self.filter(status=TaskStatus.QUEUED)
+
+    def running(self) -> TaskQuerySet:
+        return self.filter(status=TaskStatus.RUNNING)
+
+    def finished(self) -> TaskQuerySet:
+        return self.filter(status__in=TERMINAL_STATUSES)
+
+
+class Task(models.Model):
+    id = models.CharField(primary_key=True, max_length=36, default=new_task_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    tool = models.CharField(max_length=64)
+    args = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    priority = models.SmallIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    timeout = models.FloatField(default=30.0)
+    run_after = models.DateTimeField(null=True, blank=True)
+    progress = models.JSONField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    cache_hit = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    worker_id = models.CharField(max_length=64, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    # One entry per finished attempt: {"attempt", "worker_id", "started_at", "finished_at", "error"}.
+    attempt_log = models.JSONField(default=list, blank=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # The claim: queued tasks, highest priority first, then oldest; the order matches the
+            # claim's ORDER BY so SQLite and PostgreSQL walk the index instead of sorting.
+            models.Index(
+                F("priority").desc(),
+                "created_at",
+                name="task_claim_idx",
+                condition=Q(status="queued"),
+            ),
+            # The reaper: running tasks by lease expiry.
+            models.Index(
+                fields=["lease_expires_at"], name="task_lease_idx", condition=Q(status="running")
+            ),
+            # List pages, newest first: the owner's, the owner's by status, everyone's (staff).
+            models.Index(fields=["owner", "-created_at", "-id"], name="task_owner_recent_idx"),
+            models.Index(fields=["owner", "status", "-created_at"], name="task_owner_status_idx"),
+            models.Index(fields=["-created_at", "-id"], name="task_recent_idx"),
+            models.Index(fields=["status", "finished_at"], name="task_status_finished_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="task_owner_idempotency_key_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=-100, priority__lte=100), name="task_priority_range"
+            ),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.tool} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("task-detail", args=[self.id])
+
+    # --- transitions: each changes the row, bumps the version, saves only what changed ---------------
+
+    def _save_changes(self, *fields: str) -> None:
+        self.version += 1
+        self.save(update_fields=[*fields, "version"])
+
+    def mark_cancelled(self, message: str = "Cancelled by request.") -> None:
+        now = timezone.now()
+        self.status = TaskStatus.CANCELLED
+        self.error = {"type": "cancelled", "message": message}
+        self.finished_at = now
+        self.lease_expires_at = None
+        self.worker_id = ""
+        if self.started_at:
+            self.duration_ms = (now - self.started_at).total_seconds() * 1000
+        self._save_changes(
+            "status", "error", "finished_at", "lease_expires_at", "worker_id", "duration_ms"
+        )
+
+    def request_cancel(self) -> None:
+        self.cancel_requested = True
+        self._save_changes("cancel_requested")
+
+    def requeue(self) -> None:
+        """Queue a failed or cancelled task again, with a fresh budget of attempts."""
+        self.status = TaskStatus.QUEUED
+        self.max_attempts = max(self.max_attempts, self.attempts + 1)
+        self.result = None
+        self.error = None
+        self.progress = None
+        self.cache_hit = False
+        self.started_at = None
+        self.finished_at = None
+        self.duration_ms = None
+        self.run_after = None
+        self.cancel_requested = False
+        self._save_changes(
+            "status", "max_attempts", "result", "error", "progress", "cache_hit", "started_at",
+            "finished_at", "duration_ms", "run_after", "cancel_requested",
+        )
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True, user__is_active=True)
+
+
+class ApiToken(models.Model):
+    """A Bearer token. Only its SHA-256 digest is stored: the raw token is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, default="")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to tell tokens apart.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user: Any, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token for ``user``; returns it with the raw value, which is not kept."""
+        raw = secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, digest=hash_token(raw), prefix=raw[:8])
+        return token, raw
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per worker process, refreshed on its tick; the reaper and /healthz read it."""
+
+    worker_id = models.CharField(primary_key=True, max_length=64)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    running = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.worker_id

@@ -1,0 +1,36 @@
+"""Websockets, authenticated by the Bearer header (agents) or the session cookie (browsers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.contrib.auth.models import AnonymousUser
+from django.urls import path
+
+from .auth import bearer_token, user_for_token
+from .consumers import TaskDetailConsumer, TaskUpdatesConsumer
+from .db import run_in_db_thread
+
+websocket_urlpatterns = [
+    path("ws/tasks/", TaskUpdatesConsumer.as_asgi()),
+    path("ws/tasks/<str:task_id>/", TaskDetailConsumer.as_asgi()),
+]
+
+
+class WebsocketAuthMiddleware:
+    """Bearer handshakes carry no ambient credential, so they need (and send) no Origin; cookie
+    handshakes must come from an allowed Origin, against cross-site websocket hijacking."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.cookie_app = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        raw = bearer_token(headers)
+        if raw is None:
+            return await self.cookie_app(scope, receive, send)
+        user = await run_in_db_thread(user_for_token, raw)
+        return await self.inner({**scope, "user": user or AnonymousUser()}, receive, send)

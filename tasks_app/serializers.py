@@ -1,0 +1,41 @@
+"""The task object of the API contract, built in one place for HTTP, websockets and pages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .models import Task
+
+
+def isoformat(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "tool": task.tool,
+        "args": task.args,
+        "status": task.status,
+        "priority": task.priority,
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "timeout": task.timeout,
+        "run_after": isoformat(task.run_after),
+        "progress": task.progress,
+        "result": task.result,
+        "error": task.error,
+        "cache_hit": task.cache_hit,
+        "idempotency_key": task.idempotency_key,
+        "created_at": isoformat(task.created_at),
+        "started_at": isoformat(task.started_at),
+        "finished_at": isoformat(task.finished_at),
+        "duration_ms": task.duration_ms,
+        "version": task.version,
+        "url": f"/api/v1/tasks/{task.id}",
+        "owner": task.owner_id,
+        "attempt_history": task.attempt_log,
+    }

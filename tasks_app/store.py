@@ -1,0 +1,212 @@
+"""The hot path's SQL: insert a batch, claim a batch, finish a batch.
+
+Everything else uses the ORM. These three statements run thousands of times a second, so they are
+raw, batched SQL (one statement per batch, not per task), written once for SQLite and PostgreSQL.
+Values are adapted and rows decoded by the model's own fields, so the ORM reads what this writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+
+from .models import Task, TaskStatus
+
+_FIELDS = Task._meta.concrete_fields
+_TABLE = Task._meta.db_table
+_COLUMNS = ", ".join(connection.ops.quote_name(f.column) for f in _FIELDS)
+_INSERT_SQL = (
+    f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(_FIELDS))})"
+)
+
+
+def _decoders() -> list[list[Any]]:
+    """Per column, the converters the ORM itself would apply when reading it."""
+    decoders = []
+    for field in _FIELDS:
+        column = field.get_col(_TABLE)
+        decoders.append(
+            connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        )
+    return decoders
+
+
+def _decode(rows: Iterable[Sequence[Any]]) -> list[Task]:
+    decoders = _decoders()
+    tasks = []
+    for row in rows:
+        values = []
+        for field, decode, value in zip(_FIELDS, decoders, row, strict=True):
+            for converter in decode:
+                value = converter(value, field.get_col(_TABLE), connection)
+            values.append(value)
+        tasks.append(Task.from_db("default", [f.attname for f in _FIELDS], values))
+    return tasks
+
+
+def _adapt(field_name: str, value: Any) -> Any:
+    return Task._meta.get_field(field_name).get_db_prep_save(value, connection)
+
+
+def insert_tasks(tasks: Sequence[Task]) -> None:
+    """Insert new tasks in one statement (the caller holds the transaction)."""
+    params = [[f.get_db_prep_save(getattr(t, f.attname), connection) for f in _FIELDS] for t in tasks]
+    with connection.cursor() as cursor:
+        cursor.executemany(_INSERT_SQL, params)
+
+
+def claim_runnable_tasks(worker_id: str, limit: int, now: datetime, lease: timedelta) -> list[Task]:
+    """Atomically move up to ``limit`` runnable tasks to ``running`` for ``worker_id``.
+
+    Runnable: queued, ``run_after`` due; highest priority first, then oldest. One conditional
+    UPDATE: on SQLite the IMMEDIATE transaction makes it the only writer, on PostgreSQL
+    ``FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows.
+    """
+    if limit <= 0:
+        return []
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = (
+        f"UPDATE {_TABLE} SET status = %s, worker_id = %s, attempts = attempts + 1, "
+        f"started_at = %s, lease_expires_at = %s, progress = NULL, cache_hit = %s, "
+        f"version = version + 1 "
+        f"WHERE id IN (SELECT id FROM {_TABLE} WHERE status = %s "
+        f"AND (run_after IS NULL OR run_after <= %s) "
+        f"ORDER BY priority DESC, created_at LIMIT %s{lock}) AND status = %s "
+        f"RETURNING {_COLUMNS}"
+    )
+    params = [
+        TaskStatus.RUNNING,
+        worker_id,
+        _adapt("started_at", now),
+        _adapt("lease_expires_at", now + lease),
+        _adapt("cache_hit", False),
+        TaskStatus.QUEUED,
+        _adapt("run_after", now),
+        limit,
+        TaskStatus.QUEUED,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        claimed = _decode(cursor.fetchall())
+    claimed.sort(key=lambda t: (-t.priority, t.created_at))
+    return claimed
+
+
+@dataclass
+class Completion:
+    """The end of one attempt, as the worker that ran it writes it.
+
+    ``status`` is terminal, or ``queued`` again for a retry (then ``run_after`` is the backoff).
+    """
+
+    task: Task
+    status: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+    cache_hit: bool = False
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    run_after: datetime | None = None
+
+    def apply(self) -> Task:
+        """The task as it reads once this completion is written."""
+        task = self.task
+        task.attempt_log = [
+            *task.attempt_log,
+            {
+                "attempt": task.attempts,
+                "worker_id": task.worker_id,
+                "started_at": task.started_at.isoformat() if task.started_at else None,
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+                "error": self.error,
+            },
+        ]
+        task.status = self.status
+        task.result = self.result
+        # A retry waits with a clean slate; the failed attempt's error stays in the log.
+        task.error = None if self.status == TaskStatus.QUEUED else self.error
+        task.cache_hit = self.cache_hit
+        task.run_after = self.run_after
+        task.lease_expires_at = None
+        if self.status == TaskStatus.QUEUED:
+            task.finished_at = None
+            task.duration_ms = None
+        else:
+            task.finished_at = self.finished_at
+            task.duration_ms = self.duration_ms
+        task.version += 1
+        return task
+
+
+_COMPLETE_SQL = (
+    f"UPDATE {_TABLE} SET status = %s, result = %s, error = %s, cache_hit = %s, "
+    f"finished_at = %s, duration_ms = %s, run_after = %s, attempt_log = %s, "
+    f"lease_expires_at = NULL, version = %s "
+    f"WHERE id = %s AND worker_id = %s AND attempts = %s AND status = %s"
+)
+
+
+def complete_tasks(worker_id: str, completions: Sequence[Completion]) -> list[Task]:
+    """Write finished attempts in one statement, fenced by worker and attempt.
+
+    A worker whose lease was taken over (the reaper requeued its task and another worker claimed
+    it) must not overwrite the newer attempt: the WHERE clause leaves such rows alone, and they
+    are left out of the returned list (the tasks as written, for the watchers).
+    """
+    if not completions:
+        return []
+    params, written = [], []
+    for completion in completions:
+        attempt = completion.task.attempts
+        task = completion.apply()
+        written.append(task)
+        params.append(
+            [
+                task.status,
+                _adapt("result", task.result),
+                _adapt("error", task.error),
+                _adapt("cache_hit", task.cache_hit),
+                _adapt("finished_at", task.finished_at),
+                task.duration_ms,
+                _adapt("run_after", task.run_after),
+                _adapt("attempt_log", task.attempt_log),
+                task.version,
+                task.id,
+                worker_id,
+                attempt,
+                TaskStatus.RUNNING,
+            ]
+        )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(_COMPLETE_SQL, params)
+        if cursor.rowcount == len(params):
+            return written
+        # Some rows were fenced off: find which, one by one (rare: only after a lost lease).
+        cursor.execute(
+            f"SELECT id, version FROM {_TABLE} WHERE id IN ({', '.join(['%s'] * len(written))})",
+            [t.id for t in written],
+        )
+        versions = dict(cursor.fetchall())
+    return [t for t in written if versions.get(t.id) == t.version and t.worker_id == worker_id]
+
+
+_PROGRESS_SQL = (
+    f"UPDATE {_TABLE} SET progress = %s, version = %s "
+    f"WHERE id = %s AND worker_id = %s AND attempts = %s AND status = %s"
+)
+
+
+def record_progress(worker_id: str, tasks: Sequence[Task]) -> None:
+    """Write the in-memory ``progress`` and ``version`` of running tasks, fenced like completions."""
+    if not tasks:
+        return
+    params = [
+        [_adapt("progress", t.progress), t.version, t.id, worker_id, t.attempts, TaskStatus.RUNNING]
+        for t in tasks
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(_PROGRESS_SQL, params)

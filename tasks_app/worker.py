@@ -1,0 +1,310 @@
+"""The worker engine: claim, run, finish, renew, reap. One per worker process.
+
+The Channels consumer (``tasks_app.consumers.TaskWorkerConsumer``) only pokes it: a wake-up
+message, a cancel hint. The engine also works on its own tick, so a lost message costs latency,
+never a task. Each loop iteration is one database round trip that writes the finished attempts
+and claims as many new tasks as there are free slots, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import secrets
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from tools_app.errors import ToolError
+from tools_app.runner import ToolOwner, run_tool
+
+from . import store
+from .db import run_in_db_thread
+from .events import bind_event_loop, publish_task_changes
+from .models import Task, TaskStatus, WorkerHeartbeat
+from .retry import backoff
+from .store import Completion
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_FLUSH_SECONDS = 0.25
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:30]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class _Running:
+    """A claimed task and the asyncio task running it."""
+
+    def __init__(self, task: Task, future: asyncio.Task[None] | None = None) -> None:
+        self.task = task
+        self.future = future
+        self.cancel_reason: str | None = None
+        self.progress_dirty = False
+
+
+class WorkerEngine:
+    def __init__(
+        self,
+        worker_id: str | None = None,
+        concurrency: int | None = None,
+        tick_seconds: float | None = None,
+        lease_seconds: float | None = None,
+    ) -> None:
+        self.worker_id = worker_id or new_worker_id()
+        self.concurrency = concurrency or settings.CLAWSITE_WORKER_CONCURRENCY
+        self.tick_seconds = tick_seconds or settings.CLAWSITE_WORKER_TICK_SECONDS
+        self.lease = timedelta(seconds=lease_seconds or settings.CLAWSITE_LEASE_SECONDS)
+        self.housekeeping_seconds = min(5.0, self.lease.total_seconds() / 3)
+        self.running: dict[str, _Running] = {}
+        self.completions: list[Completion] = []
+        self.owners: dict[int, ToolOwner] = {}
+        self.claiming = True
+        self.processed = 0
+        self._wakeup = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_housekeeping = 0.0
+        self._last_progress_flush = 0.0
+        self._stopped = asyncio.Event()
+
+    # --- control -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._loop_task is not None:
+            return
+        bind_event_loop()
+        await run_in_db_thread(self._heartbeat)
+        self._loop_task = asyncio.create_task(self._main_loop(), name=f"worker {self.worker_id}")
+        logger.info("worker %s started, concurrency %d", self.worker_id, self.concurrency)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def cancel(self, task_id: str, reason: str = "Cancelled by request.") -> bool:
+        """Cancel a task this worker runs; False when it runs no such task."""
+        entry = self.running.get(task_id)
+        if entry is None or entry.future is None or entry.future.done():
+            return False
+        entry.cancel_reason = reason
+        entry.future.cancel()
+        return True
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop claiming; let running tasks finish within the grace period; requeue the rest."""
+        self.claiming = False
+        grace = settings.CLAWSITE_WORKER_GRACE_SECONDS if grace_seconds is None else grace_seconds
+        futures = [e.future for e in self.running.values() if e.future is not None]
+        if futures:
+            await asyncio.wait(futures, timeout=grace)
+        for task_id in list(self.running):
+            self.cancel(task_id, reason="shutdown")
+        futures = [e.future for e in self.running.values() if e.future is not None]
+        if futures:
+            await asyncio.wait(futures, timeout=5)
+        self._wakeup.set()
+        if self._loop_task is not None:
+            self._stopped.set()
+            await self._loop_task
+        await run_in_db_thread(self._final_flush)
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    async def _main_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.tick_seconds)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            if self._stopped.is_set():
+                break
+            try:
+                await self._cycle()
+                if time.monotonic() - self._last_housekeeping >= self.housekeeping_seconds:
+                    await self._housekeeping()
+            except Exception:
+                # Database or Redis away: the rows are the truth, so wait and try again.
+                logger.exception("worker cycle failed; retrying")
+                await asyncio.sleep(min(self.tick_seconds, 1.0))
+
+    async def _cycle(self) -> None:
+        completions, self.completions = self.completions, []
+        progress = self._take_dirty_progress()
+        free = self.concurrency - len(self.running) if self.claiming else 0
+        try:
+            written, claimed = await run_in_db_thread(
+                self._write_and_claim, completions, progress, free
+            )
+        except BaseException:
+            self.completions[:0] = completions  # written next time, never dropped
+            raise
+        for completion in completions:
+            self.running.pop(completion.task.id, None)
+        self.processed += len(completions)
+        changed = written + claimed
+        if changed:
+            publish_task_changes(changed)
+        for task in claimed:
+            entry = _Running(task)
+            self.running[task.id] = entry
+            entry.future = asyncio.create_task(self._run(entry))
+        if claimed and len(claimed) == free:
+            self._wakeup.set()  # there may be more waiting
+
+    def _write_and_claim(
+        self, completions: list[Completion], progress: list[Task], free: int
+    ) -> tuple[list[Task], list[Task]]:
+        with transaction.atomic():
+            written = store.complete_tasks(self.worker_id, completions)
+            store.record_progress(self.worker_id, progress)
+            claimed = store.claim_runnable_tasks(
+                self.worker_id, free, timezone.now(), self.lease
+            ) if free > 0 else []
+        self._load_owners({t.owner_id for t in claimed})
+        return written, claimed
+
+    def _load_owners(self, owner_ids: set[int]) -> None:
+        missing = owner_ids - self.owners.keys()
+        if missing:
+            users = get_user_model().objects.filter(id__in=missing)
+            for user in users.only("id", "username", "is_staff"):
+                self.owners[user.id] = ToolOwner(user.id, user.get_username(), user.is_staff)
+
+    # --- one task ------------------------------------------------------------------------------------
+
+    async def _run(self, entry: _Running) -> None:
+        task = entry.task
+        started = time.perf_counter()
+        completion = Completion(task=task, status=TaskStatus.SUCCEEDED)
+        try:
+            outcome = await asyncio.wait_for(
+                run_tool(
+                    task.tool,
+                    task.args,
+                    self.owners[task.owner_id],
+                    timeout=task.timeout,
+                    report_progress=lambda done, total, message: self._progress(entry, done, total, message),
+                ),
+                timeout=task.timeout,
+            )
+            completion.result, completion.cache_hit = outcome.result, outcome.cache_hit
+        except asyncio.CancelledError:
+            if entry.cancel_reason == "shutdown":
+                completion.status = TaskStatus.QUEUED
+                completion.error = {"type": "worker_shutdown", "message": "The worker stopped."}
+            else:
+                completion.status = TaskStatus.CANCELLED
+                completion.error = {"type": "cancelled", "message": entry.cancel_reason or "Cancelled."}
+        except TimeoutError:
+            self._fail(completion, ToolError("timeout", f"Timed out after {task.timeout:g} s.", retryable=True))
+        except ToolError as error:
+            self._fail(completion, error)
+        except Exception as error:
+            logger.exception("task %s: tool %s raised", task.id, task.tool)
+            self._fail(completion, ToolError("internal_error", f"{type(error).__name__}: {error}"))
+        completion.finished_at = timezone.now()
+        completion.duration_ms = (time.perf_counter() - started) * 1000
+        self.completions.append(completion)
+        self._wakeup.set()
+
+    def _fail(self, completion: Completion, error: ToolError) -> None:
+        task = completion.task
+        completion.error = error.as_dict()
+        if error.retryable and task.attempts < task.max_attempts:
+            completion.status = TaskStatus.QUEUED
+            completion.run_after = timezone.now() + backoff(task.attempts)
+        else:
+            completion.status = TaskStatus.FAILED
+
+    def _progress(self, entry: _Running, done: int | None, total: int | None, message: str) -> None:
+        entry.task.progress = {"done": done, "total": total, "message": message}
+        entry.progress_dirty = True
+        if time.monotonic() - self._last_progress_flush >= PROGRESS_FLUSH_SECONDS:
+            self._wakeup.set()
+
+    def _take_dirty_progress(self) -> list[Task]:
+        dirty = []
+        for entry in self.running.values():
+            if entry.progress_dirty and not (entry.future and entry.future.done()):
+                entry.progress_dirty = False
+                entry.task.version += 1
+                dirty.append(entry.task)
+        if dirty:
+            self._last_progress_flush = time.monotonic()
+        return dirty
+
+    # --- leases, heartbeat, reaper ---------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        self._last_housekeeping = time.monotonic()
+        running_ids = list(self.running)
+        cancel_ids, reaped = await run_in_db_thread(self._renew_and_reap, running_ids)
+        for task_id in cancel_ids:
+            self.cancel(task_id)
+        if reaped:
+            publish_task_changes(reaped)
+            self._wakeup.set()
+
+    def _heartbeat(self) -> None:
+        WorkerHeartbeat.objects.update_or_create(
+            worker_id=self.worker_id,
+            defaults={
+                "hostname": socket.gethostname()[:255],
+                "pid": os.getpid(),
+                "last_heartbeat": timezone.now(),
+                "running": len(self.running),
+            },
+        )
+
+    def _renew_and_reap(self, running_ids: list[str]) -> tuple[list[str], list[Task]]:
+        now = timezone.now()
+        self._heartbeat()
+        cancel_ids: list[str] = []
+        if running_ids:
+            mine = Task.objects.filter(id__in=running_ids, worker_id=self.worker_id, status=TaskStatus.RUNNING)
+            mine.update(lease_expires_at=now + self.lease)
+            cancel_ids = list(mine.filter(cancel_requested=True).values_list("id", flat=True))
+        return cancel_ids, reap_expired_leases(now)
+
+    def _final_flush(self) -> None:
+        completions, self.completions = self.completions, []
+        written = store.complete_tasks(self.worker_id, completions)
+        if written:
+            publish_task_changes(written)
+        WorkerHeartbeat.objects.filter(worker_id=self.worker_id).delete()
+
+
+def reap_expired_leases(now: Any, limit: int = 500) -> list[Task]:
+    """Tasks whose worker stopped renewing: back to ``queued``, or ``failed`` as lost when their
+    attempts are spent. Each row is changed only if it is still the expired attempt we read."""
+    expired = list(Task.objects.running().filter(lease_expires_at__lt=now).order_by("lease_expires_at")[:limit])
+    changed = []
+    for task in expired:
+        error = {"type": "lost", "message": f"Worker {task.worker_id} stopped renewing its lease."}
+        completion = Completion(
+            task=task,
+            status=TaskStatus.QUEUED if task.attempts < task.max_attempts else TaskStatus.FAILED,
+            error=error,
+            finished_at=now,
+        )
+        changed.extend(store.complete_tasks(task.worker_id, [completion]))
+    return changed
+
+
+_engine: WorkerEngine | None = None
+
+
+def get_engine() -> WorkerEngine:
+    """This process's engine (created on first use, by the worker consumer)."""
+    global _engine
+    if _engine is None:
+        _engine = WorkerEngine()
+    return _engine

@@ -1,0 +1,114 @@
+"""The tool contract and the registry every tool module registers into.
+
+A tool is a class with a ``name``, a pydantic ``Args`` model (its JSON Schema is the API's
+``args_schema``), flags, and ``async run(args, ctx)`` returning a JSON-able dict. A problem found
+while running is a ``ToolError`` with a stable snake_case ``type``; the task fails with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ToolError
+from .workspace import Workspace
+
+
+class ToolArgs(BaseModel):
+    """Base for every tool's arguments: unknown fields are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+ProgressCallback = Callable[[int | None, int | None, str], None]
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may use: its caller's workspace, a deadline, a progress reporter."""
+
+    workspace: Workspace
+    user: Any = None
+    timeout: float | None = None
+    report_progress: ProgressCallback = field(default=lambda done, total, message: None)
+
+
+class Tool:
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Args: ClassVar[type[ToolArgs]]
+    read_only: ClassVar[bool] = False
+    cacheable: ClassVar[bool] = False
+    version: ClassVar[int] = 1
+    default_timeout: ClassVar[float] = 30.0
+
+    def is_enabled(self, user: Any = None) -> bool:
+        """Dangerous tools override this to stay off until configured."""
+        return True
+
+    async def run(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse_args(self, raw: dict[str, Any]) -> ToolArgs:
+        """Validate ``raw``; raises pydantic's ValidationError."""
+        return self.Args.model_validate(raw)
+
+    def describe(self, user: Any = None) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "read_only": self.read_only,
+            "cacheable": self.cacheable,
+            "enabled": self.is_enabled(user),
+            "args_schema": self.Args.model_json_schema(),
+        }
+
+
+_REGISTRY: dict[str, Tool] = {}
+T = TypeVar("T", bound=type[Tool])
+
+
+def register(cls: T) -> T:
+    """Class decorator: make the tool available under its ``name``."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"tool {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_tool(name: str) -> Tool | None:
+    return _REGISTRY.get(name)
+
+
+def all_tools() -> list[Tool]:
+    return sorted(_REGISTRY.values(), key=lambda tool: tool.name)
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as JSON-able details: where, and what is wrong."""
+    return [
+        {"loc": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+async def offload(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking file-system work (stat, listdir, realpath) off the event loop."""
+    return await asyncio.to_thread(fn, *args)
+
+
+__all__ = [
+    "Tool",
+    "ToolArgs",
+    "ToolContext",
+    "ToolError",
+    "all_tools",
+    "get_tool",
+    "offload",
+    "register",
+    "validation_details",
+]
