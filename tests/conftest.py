@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import AsyncClient
+
+from tasks_app.models import ApiToken
+
+
+@pytest.fixture(autouse=True)
+def _workspace_root(tmp_path: Path, settings: Any) -> None:
+    settings.CLAWSITE_WORKSPACE_ROOT = tmp_path / "workspaces"
+
+
+def _persona(django_user_model: Any, username: str, staff: bool = False) -> Any:
+    user = django_user_model.objects.create_user(username, password="pw-" + username, is_staff=staff, is_superuser=staff)
+    user.raw_token = ApiToken.issue(user)[1]
+    return user
+
+
+@pytest.fixture
+def alice(transactional_db: None, django_user_model: Any) -> Any:
+    return _persona(django_user_model, "alice")
+
+
+@pytest.fixture
+def bob(transactional_db: None, django_user_model: Any) -> Any:
+    return _persona(django_user_model, "bob")
+
+
+@pytest.fixture
+def carol(transactional_db: None, django_user_model: Any) -> Any:
+    """Staff."""
+    return _persona(django_user_model, "carol", staff=True)
+
+
+def bearer(user: Any) -> AsyncClient:
+    return AsyncClient(headers={"Authorization": f"Bearer {user.raw_token}"})
+
+
+@pytest.fixture
+def as_alice(alice: Any) -> AsyncClient:
+    return bearer(alice)
+
+
+@pytest.fixture
+def as_bob(bob: Any) -> AsyncClient:
+    return bearer(bob)
+
+
+@pytest.fixture
+def as_carol(carol: Any) -> AsyncClient:
+    return bearer(carol)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_redis_keys() -> Any:
+    """Leave the shared Redis as we found it: remove this run's keys (SCAN, never KEYS)."""
+    yield
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000):
+        client.delete(key)
