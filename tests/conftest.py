@@ -38,8 +38,10 @@ def carol(transactional_db: None, django_user_model: Any) -> Any:
     return _persona(django_user_model, "carol", staff=True)
 
 
-def bearer(user: Any) -> AsyncClient:
-    return AsyncClient(headers={"Authorization": f"Bearer {user.raw_token}"})
+def bearer(user: Any, **kwargs: Any) -> AsyncClient:
+    # AsyncClient(headers=...) sends "Http-Authorization" (it applies WSGI names to ASGI
+    # scopes); a default named AUTHORIZATION becomes the real header.
+    return AsyncClient(AUTHORIZATION=f"Bearer {user.raw_token}", **kwargs)
 
 
 @pytest.fixture
