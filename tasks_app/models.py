@@ -78,17 +78,12 @@ class Task(models.Model):
     class Meta:
         indexes = [
             # The claim: queued tasks, highest priority first, then oldest; the order matches the
-            # claim's ORDER BY so SQLite and PostgreSQL walk the index instead of sorting.
-            models.Index(
-                F("priority").desc(),
-                "created_at",
-                name="task_claim_idx",
-                condition=Q(status="queued"),
-            ),
+            # claim's ORDER BY so SQLite and PostgreSQL walk the index instead of sorting. Not a
+            # partial index: the claim binds the status as a parameter, which a partial index's
+            # condition cannot be proven against.
+            models.Index("status", F("priority").desc(), "created_at", name="task_claim_idx"),
             # The reaper: running tasks by lease expiry.
-            models.Index(
-                fields=["lease_expires_at"], name="task_lease_idx", condition=Q(status="running")
-            ),
+            models.Index(fields=["status", "lease_expires_at"], name="task_lease_idx"),
             # List pages, newest first: the owner's, the owner's by status, everyone's (staff).
             models.Index(fields=["owner", "-created_at", "-id"], name="task_owner_recent_idx"),
             models.Index(fields=["owner", "status", "-created_at"], name="task_owner_status_idx"),

@@ -66,3 +66,13 @@ def _drop_redis_keys() -> Any:
     client = redis.Redis.from_url(settings.REDIS_URL)
     for key in client.scan_iter(match=f"{settings.REDIS_PREFIX}*", count=1000):
         client.delete(key)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _db_threads(django_db_setup: Any, django_db_blocker: Any) -> Any:
+    """Close the process's database threads before the test database is dropped."""
+    yield
+    from tasks_app.db import shutdown_db_threads
+
+    with django_db_blocker.unblock():
+        shutdown_db_threads()

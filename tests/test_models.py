@@ -1,0 +1,63 @@
+"""Task transitions: each saves only what changed, bumps the version, never rewrites created_at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tasks_app.models import ApiToken, Task, TaskStatus, hash_token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_task(owner: Any, **fields: Any) -> Task:
+    return Task.objects.create(owner=owner, tool="read_file", args={"path": "a"}, **fields)
+
+
+def test_cancel_saves_only_changed_fields(alice: Any) -> None:
+    task = make_task(alice)
+    created = task.created_at
+    with CaptureQueriesContext(connection) as queries:
+        task.mark_cancelled()
+    [update] = [q["sql"] for q in queries.captured_queries]
+    assert update.startswith("UPDATE") and '"args"' not in update and '"created_at"' not in update
+    task.refresh_from_db()
+    assert task.status == TaskStatus.CANCELLED and task.version == 2
+    assert task.error == {"type": "cancelled", "message": "Cancelled by request."}
+    assert task.finished_at is not None and task.created_at == created
+
+
+def test_requeue_clears_the_outcome_and_grants_an_attempt(alice: Any) -> None:
+    task = make_task(alice, status=TaskStatus.FAILED, attempts=3, max_attempts=3, error={"type": "x", "message": "y"}, result={"a": 1})
+    task.requeue()
+    task.refresh_from_db()
+    assert task.status == TaskStatus.QUEUED and task.max_attempts == 4
+    assert task.error is None and task.result is None and task.finished_at is None
+    assert task.version == 2
+
+
+def test_tokens_are_stored_as_sha256_digests(alice: Any) -> None:
+    token, raw = ApiToken.issue(alice, name="ci")
+    assert len(raw) >= 43  # 32 random bytes, urlsafe base64
+    stored = ApiToken.objects.get(pk=token.pk)
+    assert stored.digest == hash_token(raw) and raw not in (stored.digest, stored.prefix + "x")
+    assert ApiToken.objects.active().filter(pk=token.pk).exists()
+    stored.revoke()
+    assert not ApiToken.objects.active().filter(pk=token.pk).exists()
+
+
+def test_claim_index_matches_the_claim_order() -> None:
+    """The claim walks task_claim_idx in order; no temporary B-tree sorts the queue."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite query plan")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM tasks_app_task WHERE status = %s "
+            "AND (run_after IS NULL OR run_after <= %s) ORDER BY priority DESC, created_at LIMIT %s",
+            ["queued", "2030-01-01 00:00:00", 100],
+        )
+        plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+    assert "task_claim_idx" in plan and "TEMP B-TREE" not in plan
