@@ -69,7 +69,7 @@ class TaskUpdatesConsumer(AsyncJsonWebsocketConsumer):
         if self.task_id is not None and task["id"] != self.task_id:
             return False
         seen = self.versions.get(task["id"], 0)
-        if task["version"] < seen:
+        if task["version"] <= seen:  # an older state, or one this socket already sent
             return False
         self.versions[task["id"]] = task["version"]
         self.versions.move_to_end(task["id"])

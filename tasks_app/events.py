@@ -39,6 +39,12 @@ class _Hub:
         self.pending: dict[str, dict[str, Any]] = {}
         self.flush_scheduled = False
         self.wakeup_scheduled = False
+        self.sending: set[asyncio.Task[None]] = set()  # strong references until done
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
 
     # Both methods below run on self.loop only.
     def add_updates(self, payloads: list[dict[str, Any]]) -> None:
@@ -48,12 +54,12 @@ class _Hub:
                 self.pending[payload["id"]] = payload
         if not self.flush_scheduled:
             self.flush_scheduled = True
-            self.loop.call_later(FLUSH_SECONDS, lambda: asyncio.ensure_future(self.flush()))
+            self.loop.call_later(FLUSH_SECONDS, lambda: self._spawn(self.flush()))
 
     def add_wakeup(self) -> None:
         if not self.wakeup_scheduled:
             self.wakeup_scheduled = True
-            asyncio.ensure_future(self.send_wakeup())
+            self._spawn(self.send_wakeup())
 
     async def flush(self) -> None:
         self.flush_scheduled = False

@@ -61,7 +61,8 @@ class Task(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     cache_hit = models.BooleanField(default=False)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # NULL, not "": the per-owner unique constraint must ignore tasks without a key.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -105,14 +106,14 @@ class Task(models.Model):
     def __str__(self) -> str:
         return f"{self.tool} {self.id} ({self.status})"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
     def get_absolute_url(self) -> str:
         from django.urls import reverse
 
         return reverse("task-detail", args=[self.id])
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
 
     # --- transitions: each changes the row, bumps the version, saves only what changed ---------------
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import secrets
+import socket
 import time
 from datetime import timedelta
 from typing import Any

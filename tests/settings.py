@@ -9,4 +9,4 @@ os.environ.setdefault("CLAWSITE_DATA_DIR", tempfile.mkdtemp(prefix="clawsite-tes
 os.environ.setdefault("CLAWSITE_REDIS_PREFIX", f"clawsite-test-{uuid.uuid4().hex[:10]}")
 os.environ.setdefault("CLAWSITE_WORKER_TICK_SECONDS", "0.2")
 
-from clawsite.settings import *  # noqa: E402,F403
+from clawsite.settings import *  # noqa: F403

@@ -1,0 +1,82 @@
+"""End to end: real daphne and a real ``runworker`` process, real Redis, a file SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.stack import Stack, wait_for
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Any:
+    stack = Stack(tmp_path / "stack")
+    stack.migrate()
+    yield stack
+    stack.stop()
+
+
+def wait_terminal(stack: Stack, token: str, task_id: str) -> dict[str, Any]:
+    status, task = stack.request("GET", f"/api/v1/tasks/{task_id}?wait=20", token)
+    assert status == 200
+    return task
+
+
+async def frames_until_done(ws: Any, seen: dict[str, list[str]], ids: list[str]) -> None:
+    """Record each task's statuses, as the websocket delivers them, until all of ``ids`` ended."""
+    deadline = time.monotonic() + 30
+    while not all(seen.get(i, ["?"])[-1] in ("succeeded", "failed") for i in ids):
+        message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+        for task in message["tasks"] if message["type"] == "task.updates" else [message["task"]]:
+            seen.setdefault(task["id"], []).append(task["status"])
+
+
+def test_submit_over_http_watch_over_websocket_read_the_result(stack: Stack) -> None:
+    token = stack.token("alice")
+    stack.start_web()
+    stack.start_worker()
+    ws_url = stack.url.replace("http", "ws") + "/ws/tasks/"
+
+    def submit(tool: str, **args: Any) -> str:
+        status, task = stack.request("POST", "/api/v1/tasks", token, {"tool": tool, "args": args})
+        assert status == 202, task
+        return task["id"]
+
+    async def scenario() -> tuple[dict[str, list[str]], list[str]]:
+        seen: dict[str, list[str]] = {}
+        # An agent: Bearer header on the handshake, no Origin.
+        async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            ids = [await asyncio.to_thread(submit, "write_file", path="hello.txt", content="hi there")]
+            await frames_until_done(ws, seen, ids)
+            ids.append(await asyncio.to_thread(submit, "read_file", path="hello.txt"))
+            ids.append(await asyncio.to_thread(submit, "list_directory"))
+            await frames_until_done(ws, seen, ids)
+        return seen, ids
+
+    seen, ids = asyncio.run(scenario())
+    for task_id in ids:
+        assert seen[task_id][0] == "queued" and seen[task_id][-1] == "succeeded", seen
+    read = wait_terminal(stack, token, ids[1])
+    assert read["result"]["content"] == "hi there" and read["status"] == "succeeded"
+    listing = wait_terminal(stack, token, ids[2])
+    assert [e["name"] for e in listing["result"]["entries"]] == ["hello.txt"]
+    assert (stack.data_dir / "workspaces" / "alice" / "hello.txt").read_text() == "hi there"
+
+
+def test_a_task_submitted_while_no_worker_runs_once_one_starts(stack: Stack) -> None:
+    token = stack.token("bob")
+    stack.start_web()
+    status, task = stack.request("POST", "/api/v1/tasks", token, {"tool": "create_directory", "args": {"path": "later"}})
+    assert status == 202
+    time.sleep(1)
+    assert stack.request("GET", f"/api/v1/tasks/{task['id']}", token)[1]["status"] == "queued"
+    stack.start_worker()
+    done = wait_for(lambda: (t := stack.request("GET", f"/api/v1/tasks/{task['id']}", token)[1])["status"] == "succeeded" and t, timeout=60)
+    assert done["result"] == {"path": "later", "created": True}
+    assert (stack.data_dir / "workspaces" / "bob" / "later").is_dir()
