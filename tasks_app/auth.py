@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user
 from django.utils import timezone
 
+from tools_app.workspace import SAFE_USERNAME
+
 from .models import ApiToken, hash_token
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def is_safe_username(username: str) -> bool:
     """Usernames name workspace folders: letters, digits, ``_`` and ``-`` only."""
-    return bool(USERNAME_RE.match(username))
+    return bool(SAFE_USERNAME.match(username))
 
 
 def bearer_token(headers: Any) -> str | None:

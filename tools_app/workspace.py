@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from pydantic import AfterValidator
 
 from .errors import ToolError
 
+SAFE_USERNAME = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
 MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 255
 
@@ -49,8 +51,12 @@ class Workspace:
 
     @classmethod
     def for_user(cls, user: Any) -> Workspace:
-        # Usernames are safe slugs (see tasks_app.auth), so they name folders directly.
-        return cls(Path(settings.CLAWSITE_WORKSPACE_ROOT) / user.get_username())
+        """``<CLAWSITE_WORKSPACE_ROOT>/<username>``. Only safe slugs name folders: a user created
+        elsewhere (the admin allows ``.`` and ``@``) with another name gets no workspace."""
+        username = user.get_username()
+        if not SAFE_USERNAME.match(username):
+            raise ToolError("invalid_username", "Workspaces need usernames of letters, digits, '_' and '-'.")
+        return cls(Path(settings.CLAWSITE_WORKSPACE_ROOT) / username)
 
     def ensure_exists(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
