@@ -59,15 +59,8 @@ def insert_tasks(tasks: Sequence[Task]) -> None:
         cursor.executemany(_INSERT_SQL, params)
 
 
-def claim_runnable_tasks(worker_id: str, limit: int, now: datetime, lease: timedelta) -> list[Task]:
-    """Atomically move up to ``limit`` runnable tasks to ``running`` for ``worker_id``.
-
-    Runnable: queued, ``run_after`` due; highest priority first, then oldest. One conditional
-    UPDATE: on SQLite the IMMEDIATE transaction makes it the only writer, on PostgreSQL
-    ``FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows.
-    """
-    if limit <= 0:
-        return []
+def claim_statement(worker_id: str, limit: int, now: datetime, lease: timedelta) -> tuple[str, list[Any]]:
+    """The claim's SQL and parameters (see ``claim_runnable_tasks``; tests read its query plan)."""
     lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = (
         f"UPDATE {_TABLE} SET status = %s, worker_id = %s, attempts = attempts + 1, "
@@ -75,7 +68,7 @@ def claim_runnable_tasks(worker_id: str, limit: int, now: datetime, lease: timed
         f"version = version + 1 "
         f"WHERE id IN (SELECT id FROM {_TABLE} WHERE status = %s "
         f"AND (run_after IS NULL OR run_after <= %s) "
-        f"ORDER BY priority DESC, created_at LIMIT %s{lock}) AND status = %s "
+        f"ORDER BY priority DESC, created_at LIMIT %s{lock}) "
         f"RETURNING {_COLUMNS}"
     )
     params = [
@@ -87,10 +80,24 @@ def claim_runnable_tasks(worker_id: str, limit: int, now: datetime, lease: timed
         TaskStatus.QUEUED,
         _adapt("run_after", now),
         limit,
-        TaskStatus.QUEUED,
     ]
+    return sql, params
+
+
+def claim_runnable_tasks(worker_id: str, limit: int, now: datetime, lease: timedelta) -> list[Task]:
+    """Atomically move up to ``limit`` runnable tasks to ``running`` for ``worker_id``.
+
+    Runnable: queued, ``run_after`` due; highest priority first, then oldest. One conditional
+    UPDATE: on SQLite the statement runs under the database's write lock, so the rows the
+    subquery picks are still queued when they are updated; on PostgreSQL ``FOR UPDATE SKIP
+    LOCKED`` locks them and lets concurrent workers take disjoint rows. (No second status test
+    outside the subquery: SQLite would then walk every queued row through a status index
+    instead of looking the picked ids up by primary key.)
+    """
+    if limit <= 0:
+        return []
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(*claim_statement(worker_id, limit, now, lease))
         claimed = _decode(cursor.fetchall())
     claimed.sort(key=lambda t: (-t.priority, t.created_at))
     return claimed

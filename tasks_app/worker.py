@@ -137,6 +137,10 @@ class WorkerEngine:
 
     async def _cycle(self) -> None:
         completions, self.completions = self.completions, []
+        # A finished task frees its slot now, though its row is written below: the same round
+        # trip that writes it claims its successor.
+        for completion in completions:
+            self.running.pop(completion.task.id, None)
         progress = self._take_dirty_progress()
         free = self.concurrency - len(self.running) if self.claiming else 0
         try:
@@ -146,8 +150,6 @@ class WorkerEngine:
         except BaseException:
             self.completions[:0] = completions  # written next time, never dropped
             raise
-        for completion in completions:
-            self.running.pop(completion.task.id, None)
         self.processed += len(completions)
         changed = written + claimed
         if changed:
