@@ -10,12 +10,13 @@ django_application = get_asgi_application()
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from clawsite.handlers import ApiASGIHandler, route_api  # noqa: E402
 from tasks_app.consumers import TaskWorkerConsumer  # noqa: E402
 from tasks_app.routing import WebsocketAuthMiddleware, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_application,
+        "http": route_api(ApiASGIHandler(), django_application),
         "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
         "channel": ChannelNameRouter({settings.CLAWSITE_WORKER_CHANNEL: TaskWorkerConsumer.as_asgi()}),
     }

@@ -80,3 +80,37 @@ def test_a_task_submitted_while_no_worker_runs_once_one_starts(stack: Stack) -> 
     done = wait_for(lambda: (t := stack.request("GET", f"/api/v1/tasks/{task['id']}", token)[1])["status"] == "succeeded" and t, timeout=60)
     assert done["result"] == {"path": "later", "created": True}
     assert (stack.data_dir / "workspaces" / "bob" / "later").is_dir()
+
+
+def test_a_browser_session_can_use_the_api_with_its_csrf_token(stack: Stack) -> None:
+    """Through the real ASGI routing (the API's lean handler opens the session itself)."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    stack.manage("shell", "-c", "from django.contrib.auth.models import User; User.objects.create_user('erin', password='erin-pass-1')")
+    stack.start_web()
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(stack.url + "/login/").read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"username": "erin", "password": "erin-pass-1", "csrfmiddlewaretoken": token}).encode()
+    opener.open(urllib.request.Request(stack.url + "/login/", data=form, headers={"Referer": stack.url + "/login/"}))
+    csrf = next(c.value for c in jar if c.name == "csrftoken")
+    body = json.dumps({"tool": "create_directory", "args": {"path": "s"}}).encode()
+
+    def post(headers: dict[str, str]) -> tuple[int, Any]:
+        request = urllib.request.Request(stack.url + "/api/v1/tasks", data=body, headers={"Content-Type": "application/json", **headers})
+        try:
+            with opener.open(request) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, answer = post({})
+    assert status == 403 and answer["error"]["code"] == "forbidden"
+    status, answer = post({"X-CSRFToken": csrf})
+    assert status == 202 and answer["status"] == "queued"
+    status, listing = stack.request("GET", "/api/v1/tasks", stack.token("erin"))
+    assert [t["id"] for t in listing["tasks"]] == [answer["id"]]

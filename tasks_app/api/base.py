@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from importlib import import_module
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -24,10 +25,14 @@ Handler = Callable[..., Awaitable[HttpResponse]]
 M = TypeVar("M", bound=BaseModel)
 
 _csrf = CsrfViewMiddleware(lambda request: HttpResponse())
+_session_store = import_module(settings.SESSION_ENGINE).SessionStore
 
 
 def _authenticate_sync(request: HttpRequest) -> Any:
     raw = bearer_token(request.headers)
+    if raw is None and not hasattr(request, "session"):
+        # The API's lean handler (clawsite.handlers) has no session middleware: open it here.
+        request.session = _session_store(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
     if raw is not None:
         # A Bearer request carries no ambient credential: no CSRF check, and no session either.
         user = user_for_token(raw)
