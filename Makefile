@@ -1,5 +1,6 @@
 # The documented paths: `make run` starts ClawSite, `make test` runs the tests.
 PY := .venv/bin/python
+POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup run test test-fast lint bench bench-quick soak
@@ -15,6 +16,10 @@ test: setup
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@if $(PY) scripts/postgres-answers "$(POSTGRES_TEST_URL)"; then \
+		echo "Again on PostgreSQL ($(POSTGRES_TEST_URL)):"; \
+		DATABASE_URL="$(POSTGRES_TEST_URL)" $(PY) -m pytest -m postgres $(PYTEST_ARGS); \
+	else echo "PostgreSQL does not answer at $(POSTGRES_TEST_URL): its test pass is skipped."; fi
 
 lint: setup
 	.venv/bin/ruff check .

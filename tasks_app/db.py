@@ -80,3 +80,6 @@ def shutdown_db_threads() -> None:
         for future in [executor.submit(close_own_connection) for _ in range(threads)]:
             future.result()
         executor.shutdown(wait=True)
+    # On PostgreSQL, close() hands a connection back to the pool; the pool keeps it open.
+    if hasattr(connection, "close_pool"):
+        connection.close_pool()

@@ -12,7 +12,7 @@ from django.test import AsyncClient
 from tasks_app.models import Task, TaskStatus
 from tests.conftest import bearer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 async def post(client: AsyncClient, path: str, body: Any) -> Any:

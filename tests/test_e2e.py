@@ -60,8 +60,9 @@ def test_submit_over_http_watch_over_websocket_read_the_result(stack: Stack) -> 
         return seen, ids
 
     seen, ids = asyncio.run(scenario())
+    # Brief states may be merged away (API.md); the terminal one always arrives.
     for task_id in ids:
-        assert seen[task_id][0] == "queued" and seen[task_id][-1] == "succeeded", seen
+        assert seen[task_id][-1] == "succeeded", seen
     read = wait_terminal(stack, token, ids[1])
     assert read["result"]["content"] == "hi there" and read["status"] == "succeeded"
     listing = wait_terminal(stack, token, ids[2])

@@ -13,7 +13,7 @@ from django.utils import timezone
 from tasks_app import store
 from tasks_app.models import ApiToken, Task, TaskStatus, hash_token
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 def make_task(owner: Any, **fields: Any) -> Task:

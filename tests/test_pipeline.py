@@ -16,7 +16,7 @@ from tasks_app.db import run_in_db_thread
 from tasks_app.models import Task, TaskStatus
 from tasks_app.worker import WorkerEngine
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 async def submit(client: AsyncClient, tool: str, **args: Any) -> str:
@@ -120,20 +120,26 @@ async def test_every_status_change_reaches_the_owners_group_after_commit(as_alic
     assert (await Task.objects.aget(pk=task_id)).status == TaskStatus.SUCCEEDED
 
 
-async def test_requests_and_worker_tasks_open_no_connection_of_their_own(as_alice: AsyncClient, engine: WorkerEngine) -> None:
+async def test_requests_and_worker_tasks_open_no_connection_of_their_own(as_alice: AsyncClient, engine: WorkerEngine, settings: Any) -> None:
+    """Each database thread connects once; after that, requests and tasks reuse its connection."""
     await engine.start()
-    await submit(as_alice, "create_directory", path="warm")  # both DB threads are connected now
     opened: list[Any] = []
 
     def count(sender: Any, connection: Any, **kwargs: Any) -> None:
         opened.append(connection)
 
-    connection_created.connect(count)
-    try:
-        ids = await asyncio.gather(*(submit(as_alice, "create_directory", path=f"d{i}") for i in range(60)))
+    async def load(round: int) -> None:
+        ids = await asyncio.gather(*(submit(as_alice, "create_directory", path=f"d{round}-{i}") for i in range(60)))
         for _ in range(20):
             assert (await as_alice.get("/api/v1/tasks?limit=5")).status_code == 200
         await wait_terminal(list(ids))
+
+    connection_created.connect(count)
+    try:
+        await load(1)
+        assert len(opened) <= settings.CLAWSITE_DB_THREADS
+        opened.clear()
+        await load(2)
     finally:
         connection_created.disconnect(count)
     assert opened == []

@@ -13,7 +13,7 @@ from django.test import AsyncClient
 from clawsite.asgi import application
 from tasks_app.models import Task
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 def communicator(path: str, user: Any = None, origin: str | None = None, cookie: str | None = None) -> WebsocketCommunicator:
