@@ -28,6 +28,7 @@ from tools_app.runner import ToolOwner, run_tool
 from . import store
 from .db import run_in_db_thread
 from .events import bind_event_loop, publish_task_changes
+from .metrics import record_finished
 from .models import Task, TaskStatus, WorkerHeartbeat
 from .retry import backoff
 from .store import Completion
@@ -168,6 +169,7 @@ class WorkerEngine:
             claimed = store.claim_runnable_tasks(
                 self.worker_id, free, timezone.now(), self.lease
             ) if free > 0 else []
+        record_finished(written)  # after commit; on this database thread, off the event loop
         self._load_owners({t.owner_id for t in claimed})
         return written, claimed
 
@@ -208,7 +210,7 @@ class WorkerEngine:
         except ToolError as error:
             self._fail(completion, error)
         except Exception as error:
-            logger.exception("task %s: tool %s raised", task.id, task.tool)
+            logger.exception("task %s: tool %s raised", task.id, task.tool, extra={"task_id": task.id})
             self._fail(completion, ToolError("internal_error", f"{type(error).__name__}: {error}"))
         completion.finished_at = timezone.now()
         completion.duration_ms = (time.perf_counter() - started) * 1000
