@@ -210,3 +210,40 @@ def test_dashboard_is_staff_only(alice: Any, carol: Any) -> None:
     assert client_for(alice).get("/dashboard").status_code == 403
     html = client_for(carol).get("/dashboard").content.decode()
     assert '<dd data-stat="queue.queued">1</dd>' in html and 'id="chart-throughput"' in html
+
+
+# --- websockets: an outsider never sees another's event ---------------------------------------------
+
+
+async def test_outsider_never_receives_another_users_events(alice: Any, bob: Any, carol: Any) -> None:
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from clawsite.asgi import application
+    from tasks_app import services
+
+    def watch(user: Any, path: str = "/ws/tasks/") -> WebsocketCommunicator:
+        return WebsocketCommunicator(application, path, headers=[(b"authorization", f"Bearer {user.raw_token}".encode())])
+
+    async def submit(user: Any) -> Task:
+        def run() -> Task:
+            validated = services.validate_submission({"tool": "list_directory", "args": {}}, user)
+            return services.submit_tasks(user, [validated])[0][0]
+
+        return await sync_to_async(run)()
+
+    as_bob, as_carol = watch(bob), watch(carol)
+    assert (await as_bob.connect(timeout=10))[0] and (await as_carol.connect(timeout=10))[0]
+    try:
+        alices = await submit(alice)
+        # Staff saw Alice's event, so it was sent; Bob's first frame is then his own task's.
+        seen = await as_carol.receive_json_from(timeout=10)
+        assert seen["task"]["id"] == alices.id
+        bobs = await submit(bob)
+        frame = await as_bob.receive_json_from(timeout=10)
+        assert frame["type"] == "task.update" and frame["task"]["id"] == bobs.id
+        one = watch(bob, f"/ws/tasks/{alices.id}/")
+        assert not (await one.connect(timeout=10))[0]
+    finally:
+        await as_bob.disconnect()
+        await as_carol.disconnect()

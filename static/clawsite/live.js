@@ -8,6 +8,7 @@
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   const path = panel ? "/ws/tasks/" + panel.dataset.taskId + "/" : "/ws/tasks/";
   const liveState = document.getElementById("live-state");
+  const PAGE_SIZE = table ? Number(table.dataset.pageSize || 50) : 50;
 
   function cell(text, className) {
     const td = document.createElement("td");
@@ -65,6 +66,8 @@
       return t && t.dateTime.replace("+00:00", "Z") < task.created_at;
     });
     body.insertBefore(fresh, before || null);
+    // The first page keeps its size: under a flood of new tasks the oldest rows drop off.
+    while (body.rows.length > PAGE_SIZE) body.deleteRow(-1);
   }
 
   // --- one task: the server renders the panel; we fetch it again when the task changes ---------
