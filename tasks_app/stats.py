@@ -53,17 +53,21 @@ def status_counts(user: Any = None) -> dict[str, int]:
     return counts
 
 
-def _recent_finished(user: Any, since: datetime) -> Any:
+def _recent_finished(user: Any, since: datetime, until: datetime | None = None) -> Any:
     tasks = Task.objects.all() if user is None else Task.objects.visible_to(user)
-    return tasks.filter(status__in=TERMINAL_STATUSES, finished_at__gte=since).order_by()
+    tasks = tasks.filter(status__in=TERMINAL_STATUSES, finished_at__gte=since)
+    return (tasks if until is None else tasks.filter(finished_at__lte=until)).order_by()
 
 
-def throughput_and_latency(user: Any = None, now: datetime | None = None) -> dict[str, Any]:
+def throughput_and_latency(
+    user: Any = None, now: datetime | None = None, sample: int = LATENCY_SAMPLE, past: bool = False
+) -> dict[str, Any]:
+    """Tasks finished per second over the ``WINDOW`` before ``now``, and the latency of the most
+    recent ``sample`` of them. ``past``: ``now`` is in the past, so later rows are left out."""
     now = now or timezone.now()
-    since = now - WINDOW
-    recent = _recent_finished(user, since)
+    recent = _recent_finished(user, now - WINDOW, now if past else None)
     finished = recent.count()
-    rows = recent.order_by("-finished_at").values_list("created_at", "finished_at")[:LATENCY_SAMPLE]
+    rows = recent.order_by("-finished_at").values_list("created_at", "finished_at")[:sample]
     latencies = sorted((end - start).total_seconds() * 1000 for start, end in rows)
     p50, p95 = percentile(latencies, 0.50), percentile(latencies, 0.95)
     return {
@@ -73,6 +77,18 @@ def throughput_and_latency(user: Any = None, now: datetime | None = None) -> dic
             "p95": None if p95 is None else round(p95, 1),
         },
     }
+
+
+def get_history(points: int = 20, step: timedelta = timedelta(seconds=30)) -> list[dict[str, Any]]:
+    """Throughput and latency (everyone's) as they read at ``points`` moments of the last minutes,
+    from the rows, so a freshly opened dashboard draws its charts at once, even after a restart."""
+    now = timezone.now()
+    history = []
+    for back in range(points - 1, -1, -1):
+        moment = now - back * step
+        numbers = throughput_and_latency(None, moment, sample=200, past=back > 0)
+        history.append({"t": isoformat(moment), **numbers})
+    return history
 
 
 def worker_rows(now: datetime | None = None) -> list[dict[str, Any]]:

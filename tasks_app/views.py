@@ -30,7 +30,7 @@ from .forms import BatchSubmitForm, TaskSubmitForm
 from .metrics import render_metrics
 from .models import Task, TaskStatus, WorkerHeartbeat
 from .serializers import task_to_dict
-from .stats import get_stats
+from .stats import get_history, get_stats
 
 PAGE_SIZE = 50
 # Result keys whose text people read line by line.
@@ -232,7 +232,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if not request.user.is_staff:
         raise PermissionDenied("Staff only.")
     stats = get_stats(request.user)
-    return render(request, "tasks/dashboard.html", {"stats": stats, "stats_json": stats})
+    return render(
+        request,
+        "tasks/dashboard.html",
+        {"stats": stats, "stats_json": stats, "history": get_history()},
+    )
 
 
 # --- operators -------------------------------------------------------------------------------------

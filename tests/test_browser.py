@@ -73,10 +73,13 @@ def page(browser: Any, stack: Stack, request: pytest.FixtureRequest) -> Iterator
     context = browser.new_context(base_url=stack.url)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     try:
         yield page
     finally:
         context.close()
+    assert not errors, f"JavaScript errors on the pages: {errors}"
 
 
 @contextlib.contextmanager

@@ -137,8 +137,9 @@ def test_json_logs_carry_the_task_id() -> None:
 
 
 def test_metrics_count_what_a_worker_process_finished(tmp_path: Path) -> None:
-    """Tasks submitted to daphne and run by a separate worker process show in daphne's /metrics."""
-    stack = Stack(tmp_path / "stack")
+    """Tasks submitted to daphne and run by a separate worker process show in daphne's /metrics;
+    with CLAWSITE_LOG_FORMAT=json the processes log one JSON object per line."""
+    stack = Stack(tmp_path / "stack", extra_env={"CLAWSITE_LOG_FORMAT": "json"})
     try:
         stack.migrate()
         token = stack.token("dora")
@@ -166,6 +167,10 @@ def test_metrics_count_what_a_worker_process_finished(tmp_path: Path) -> None:
         assert samples[("clawsite_tasks_submitted_total", (("tool", "list_directory"),))] == 4
         assert samples[("clawsite_task_duration_seconds_count", (("tool", "list_directory"),))] == 4
         assert samples[("clawsite_workers", ())] == 1
+        worker_log = (stack.logs / "worker-0.log").read_text().splitlines()
+        entries = [json.loads(line) for line in worker_log if line.startswith("{")]
+        started = [e for e in entries if e["logger"] == "tasks_app.worker" and "started" in e["message"]]
+        assert started and started[0]["task_id"] == "-" and started[0]["level"] == "INFO"
     except BaseException:
         print(stack.log_text())
         raise

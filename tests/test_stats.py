@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from clawsite.asgi import application
 from tasks_app.models import Task, TaskStatus, WorkerHeartbeat
-from tasks_app.stats import WINDOW, get_queue_stats, get_stats, percentile
+from tasks_app.stats import WINDOW, get_history, get_queue_stats, get_stats, percentile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,6 +61,17 @@ def test_throughput_and_latency_over_the_window(alice: Any) -> None:
     assert stats["throughput_per_s"] == round(10 / WINDOW.total_seconds(), 3)
     assert stats["latency_ms"]["p50"] == pytest.approx(100, abs=1)
     assert stats["latency_ms"]["p95"] == pytest.approx(5000, abs=1)
+
+
+def test_history_reads_the_past_from_the_rows(alice: Any) -> None:
+    tasks = populate(alice, {"succeeded": 6}, latency_s=1.0)
+    Task.objects.filter(pk__in=[t.pk for t in tasks]).update(
+        finished_at=timezone.now() - timedelta(minutes=2), created_at=timezone.now() - timedelta(minutes=2, seconds=1)
+    )
+    history = get_history(points=5, step=timedelta(minutes=1))
+    assert [h["throughput_per_s"] for h in history] == [0, 0, 0.02, 0.02, 0.02]
+    assert history[0]["latency_ms"]["p50"] is None and history[-1]["latency_ms"]["p50"] == pytest.approx(1000, abs=5)
+    assert history[0]["t"] < history[-1]["t"]
 
 
 def test_percentile_is_nearest_rank() -> None:

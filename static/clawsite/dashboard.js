@@ -106,6 +106,14 @@
     root.dataset.updates = String(Number(root.dataset.updates || 0) + 1);
   }
 
+  // The last minutes as the rows tell them (queue depth is only known from now on).
+  const history = document.getElementById("initial-history");
+  if (history) {
+    JSON.parse(history.textContent).forEach(function (h) {
+      points.push({ t: Date.parse(h.t), throughput: h.throughput_per_s, p50: h.latency_ms.p50, p95: h.latency_ms.p95 });
+    });
+    points.pop();  // "now" is the initial stats' point, pushed by render() below
+  }
   const initial = document.getElementById("initial-stats");
   if (initial) render(JSON.parse(initial.textContent));
 
