@@ -127,6 +127,7 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
             "progress_percent": _progress_percent(task),
             "can_cancel": not task.is_terminal,
             "can_retry": task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED),
+            "args_json": json.dumps(task.args, indent=2, ensure_ascii=False),
             "task_json": json.dumps(task_to_dict(task), indent=2, ensure_ascii=False),
         },
     )
