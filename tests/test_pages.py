@@ -247,3 +247,22 @@ async def test_outsider_never_receives_another_users_events(alice: Any, bob: Any
     finally:
         await as_bob.disconnect()
         await as_carol.disconnect()
+
+
+def test_list_page_queries_do_not_grow_with_rows(alice: Any, carol: Any) -> None:
+    client = client_for(carol)
+    make_task(alice)
+    client.get("/")  # warm: session, user
+
+    def count_queries() -> int:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/").status_code == 200
+        return len(captured)
+
+    few = count_queries()
+    for _ in range(20):
+        make_task(alice)
+    assert count_queries() == few
