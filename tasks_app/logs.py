@@ -1,11 +1,18 @@
-"""Structured logs: every record carries ``task_id`` (set with ``extra={"task_id": ...}``, or
-``-``), and ``CLAWSITE_LOG_FORMAT=json`` writes one JSON object per line for log collectors."""
+"""Structured logs: every record carries ``task_id``, and ``CLAWSITE_LOG_FORMAT=json`` writes one
+JSON object per line for log collectors.
+
+The task id comes from ``extra={"task_id": ...}``, else from ``current_task_id``, which the worker
+sets at the start of each task's asyncio task (each has its own context), so whatever a tool, the
+runner or the cache logs while a task runs names that task; ``-`` elsewhere."""
 
 from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime
+
+current_task_id: ContextVar[str | None] = ContextVar("current_task_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed in ``extra`` and is kept.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -16,7 +23,7 @@ class TaskIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "task_id"):
-            record.task_id = "-"
+            record.task_id = current_task_id.get() or "-"
         return True
 
 

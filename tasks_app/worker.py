@@ -28,6 +28,7 @@ from tools_app.runner import ToolOwner, run_tool
 from . import store
 from .db import run_in_db_thread
 from .events import bind_event_loop, publish_task_changes
+from .logs import current_task_id
 from .metrics import record_finished
 from .models import Task, TaskStatus, WorkerHeartbeat
 from .retry import backoff
@@ -184,6 +185,7 @@ class WorkerEngine:
 
     async def _run(self, entry: _Running) -> None:
         task = entry.task
+        current_task_id.set(task.id)  # this asyncio task's logs carry its id (tasks_app.logs)
         started = time.perf_counter()
         completion = Completion(task=task, status=TaskStatus.SUCCEEDED)
         try:
@@ -210,7 +212,7 @@ class WorkerEngine:
         except ToolError as error:
             self._fail(completion, error)
         except Exception as error:
-            logger.exception("task %s: tool %s raised", task.id, task.tool, extra={"task_id": task.id})
+            logger.exception("task %s: tool %s raised", task.id, task.tool)
             self._fail(completion, ToolError("internal_error", f"{type(error).__name__}: {error}"))
         completion.finished_at = timezone.now()
         completion.duration_ms = (time.perf_counter() - started) * 1000

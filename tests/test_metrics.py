@@ -133,6 +133,29 @@ def test_json_logs_carry_the_task_id() -> None:
     assert plain.task_id == "-"
 
 
+async def test_logs_inside_a_running_task_name_it() -> None:
+    """The worker sets current_task_id in each task's own asyncio task: concurrent tasks' logs
+    name their own task, and nothing leaks out to the code around them."""
+    import asyncio
+
+    from tasks_app.logs import current_task_id
+
+    seen: dict[str, str] = {}
+
+    async def run(task_id: str) -> None:
+        current_task_id.set(task_id)
+        await asyncio.sleep(0)  # interleave with the other task
+        record = logging.makeLogRecord({"msg": "inside"})
+        TaskIdFilter().filter(record)
+        seen[task_id] = record.task_id
+
+    await asyncio.gather(asyncio.create_task(run("t-a")), asyncio.create_task(run("t-b")))
+    assert seen == {"t-a": "t-a", "t-b": "t-b"}
+    outside = logging.makeLogRecord({"msg": "outside"})
+    TaskIdFilter().filter(outside)
+    assert outside.task_id == "-"
+
+
 # --- across processes ----------------------------------------------------------------------------------
 
 
