@@ -177,18 +177,17 @@ class TaskSubmitForm(forms.Form):
         return submission
 
     def add_submission_errors(self, details: Any, message: str) -> None:
-        """Put the validator's errors (``{"loc", "message"}``) beside the fields they name: an
-        option's beside it, an argument's beside its field (or the JSON box, when used)."""
+        """Put the tool validator's errors (``{"loc", "message"}``) beside the argument fields
+        they name (or the JSON box, when used). The options were checked by this form with the
+        API's own bounds, so what comes back is about the arguments (an argument may be named
+        like an option, ``timeout`` for instance: it still goes beside the argument)."""
         self.add_error(None, message)
-        options = {"priority", "timeout", "max_attempts", "run_after"}
         from_json = bool(self.cleaned_data.get(ARGS_JSON))
         for detail in details if isinstance(details, list) else []:
             loc = str(detail.get("loc", ""))
             text = detail.get("message", "Invalid value.")
             name = loc.split(".")[0]
-            if name in options:
-                self.add_error(name, text)
-            elif from_json:
+            if from_json:
                 self.add_error(ARGS_JSON, f"{loc}: {text}" if loc else text)
             elif name in self.arg_names:
                 self.add_error(f"arg_{name}", text)

@@ -62,3 +62,19 @@ def test_bad_values_are_field_errors() -> None:
     form = TaskSubmitForm(RichTool(), {"arg_url": "x", "arg_headers": "{oops", "arg_limit": "99", "priority": "0", "max_attempts": "3"})  # type: ignore[arg-type]
     assert not form.is_valid()
     assert "arg_headers" in form.errors and "arg_limit" in form.errors and "arg_url" not in form.errors
+
+
+def test_an_argument_named_like_an_option_gets_its_own_error() -> None:
+    class TimedArgs(BaseModel):
+        timeout: float = Field(10, gt=0, le=60)
+
+    class TimedTool:
+        name = "timed"
+        description = ""
+        Args: ClassVar[type[BaseModel]] = TimedArgs
+
+    form = TaskSubmitForm(TimedTool(), {"arg_timeout": "5", "timeout": "2", "priority": "0", "max_attempts": "3"})  # type: ignore[arg-type]
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["args"] == {"timeout": 5.0} and form.submission()["timeout"] == 2.0
+    form.add_submission_errors([{"loc": "timeout", "message": "too long"}], "Invalid arguments for timed.")
+    assert form.errors["arg_timeout"] == ["too long"] and "timeout" not in form.errors
