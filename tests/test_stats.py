@@ -97,6 +97,10 @@ def test_workers_come_from_heartbeats(alice: Any) -> None:
 
 
 def test_status_counts_use_an_index_only_scan(carol: Any) -> None:
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the plan's wording is SQLite's")
     plan = Task.objects.order_by().values("status").annotate(n=Count("status")).explain()
     assert "COVERING INDEX task_status_finished_idx" in plan, plan
 
