@@ -200,11 +200,23 @@ CLAWSITE_LLM_BASE_URL = os.environ.get("CLAWSITE_LLM_BASE_URL", "")
 CLAWSITE_LLM_API_KEY = os.environ.get("CLAWSITE_LLM_API_KEY", "")
 CLAWSITE_LLM_MODEL = os.environ.get("CLAWSITE_LLM_MODEL", "")
 
+# CLAWSITE_LOG_FORMAT: "plain" (default) or "json" (one object per line); both carry task_id.
+CLAWSITE_LOG_FORMAT = os.environ.get("CLAWSITE_LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"task_id": {"()": "tasks_app.logs.TaskIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [task %(task_id)s] %(message)s"},
+        "json": {"()": "tasks_app.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if CLAWSITE_LOG_FORMAT == "json" else "plain",
+            "filters": ["task_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("CLAWSITE_LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -1,13 +1,19 @@
+"""The admin: tasks steered through the same services as the API, tokens issued and revoked,
+workers' heartbeats, and the queue statistics page (``get_stats()``, as everywhere)."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 
 from . import services
 from .errors import ApiError
-from .models import ApiToken, Task, WorkerHeartbeat
+from .models import TERMINAL_STATUSES, ApiToken, Task, WorkerHeartbeat
+from .stats import get_stats
 
 MACHINE_FIELDS = (
     "id", "owner", "attempts", "progress", "result", "error", "cache_hit", "created_at",
@@ -20,12 +26,20 @@ MACHINE_FIELDS = (
 class TaskAdmin(admin.ModelAdmin):
     list_display = ("id", "tool", "status", "owner", "priority", "attempts", "created_at", "duration_ms")
     list_filter = ("status", "tool", ("owner", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("id", "args")
+    search_fields = ("^id", "args")
     list_select_related = ("owner",)
-    readonly_fields = MACHINE_FIELDS
+    # Every field is read-only: a task changes through the actions below (the services, which
+    # save and then tell the watchers and the workers), never through a raw save of this form.
+    readonly_fields = (
+        *MACHINE_FIELDS, "tool", "args", "status", "priority", "max_attempts", "timeout",
+        "run_after", "idempotency_key",
+    )
     date_hierarchy = "created_at"
     show_full_result_count = False
-    actions = ("cancel_tasks", "retry_tasks")
+    actions = ("cancel_tasks", "retry_tasks", "delete_finished_tasks")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tasks are submitted through the API or the submit page, validated there
 
     def _each(self, request: HttpRequest, queryset: Any, change: Any, verb: str) -> None:
         done = 0
@@ -37,22 +51,43 @@ class TaskAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{task.id}: {error.message}", messages.WARNING)
         self.message_user(request, f"{verb} {done} task(s).")
 
-    @admin.action(description="Cancel the selected tasks")
+    @admin.action(description="Cancel the selected tasks", permissions=["change"])
     def cancel_tasks(self, request: HttpRequest, queryset: Any) -> None:
         self._each(request, queryset, services.cancel_task, "Cancelled")
 
-    @admin.action(description="Retry the selected tasks")
+    @admin.action(description="Retry the selected tasks", permissions=["change"])
     def retry_tasks(self, request: HttpRequest, queryset: Any) -> None:
         self._each(request, queryset, services.retry_task, "Queued again")
+
+    @admin.action(description="Delete the selected finished tasks", permissions=["delete"])
+    def delete_finished_tasks(self, request: HttpRequest, queryset: Any) -> None:
+        # Queued and running tasks are skipped: a worker may hold them.
+        deleted, _ = queryset.filter(status__in=TERMINAL_STATUSES).delete()
+        self.message_user(request, f"Deleted {deleted} finished task(s).")
+
+    def get_urls(self) -> list[URLPattern]:
+        stats_view = self.admin_site.admin_view(self.queue_stats_view)
+        return [path("stats/", stats_view, name="tasks_app_task_stats"), *super().get_urls()]
+
+    def queue_stats_view(self, request: HttpRequest) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue statistics",
+            "opts": self.model._meta,
+            "stats": get_stats(request.user),
+        }
+        return TemplateResponse(request, "admin/tasks_app/queue_stats.html", context)
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
-    readonly_fields = ("prefix", "created_at", "last_used_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     fields = ("user", "name", "prefix", "created_at", "last_used_at", "revoked_at")
     list_select_related = ("user",)
+    search_fields = ("prefix", "name", "user__username")
+    actions = ("revoke_tokens",)
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         if change:
@@ -62,7 +97,19 @@ class ApiTokenAdmin(admin.ModelAdmin):
         obj.pk, obj.digest, obj.prefix = token.pk, token.digest, token.prefix
         self.message_user(request, f"New token (shown once, copy it now): {raw}", messages.SUCCESS)
 
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke_tokens(self, request: HttpRequest, queryset: Any) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            token.revoke()
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} token(s).")
+
 
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(admin.ModelAdmin):
     list_display = ("worker_id", "hostname", "pid", "started_at", "last_heartbeat", "running")
+    readonly_fields = ("worker_id", "hostname", "pid", "started_at", "last_heartbeat", "running")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -12,9 +14,13 @@ from .db import run_in_db_thread
 from .events import STAFF_GROUP, WORKERS_GROUP, owner_group
 from .models import Task
 from .serializers import task_to_dict
+from .stats import get_stats
 from .worker import get_engine
 
+logger = logging.getLogger(__name__)
+
 MAX_TRACKED_VERSIONS = 10_000
+STATS_INTERVAL_SECONDS = 1.0
 
 
 class TaskWorkerConsumer(AsyncConsumer):
@@ -101,3 +107,60 @@ class TaskDetailConsumer(TaskUpdatesConsumer):
     async def send_initial_state(self) -> None:
         self.is_newer(self.initial)
         await self.send_json({"type": "task.update", "task": self.initial})
+
+
+class StatsConsumer(AsyncJsonWebsocketConsumer):
+    """``/ws/stats/`` (staff): ``{"type": "stats", ...get_stats()...}`` every
+    ``STATS_INTERVAL_SECONDS``. One broadcaster per process computes the numbers once per
+    interval for every open dashboard, so ten dashboards cost what one does."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_staff:
+            await self.close()  # before accept: the handshake is refused with 403
+            return
+        await self.accept()
+        await stats_broadcaster.join(self)
+
+    async def disconnect(self, code: int) -> None:
+        stats_broadcaster.leave(self)
+
+
+class _StatsBroadcaster:
+    def __init__(self) -> None:
+        self.watchers: set[StatsConsumer] = set()
+        self.loop_task: asyncio.Task[None] | None = None
+        self.last: dict[str, Any] | None = None
+
+    async def join(self, consumer: StatsConsumer) -> None:
+        self.watchers.add(consumer)
+        if self.last is not None:
+            await consumer.send_json(self.last)  # at once, not one interval later
+        # A new event loop (a test's) starts its own broadcaster.
+        if (
+            self.loop_task is None
+            or self.loop_task.done()
+            or self.loop_task.get_loop() is not asyncio.get_running_loop()
+        ):
+            self.loop_task = asyncio.create_task(self._run())
+
+    def leave(self, consumer: StatsConsumer) -> None:
+        self.watchers.discard(consumer)
+
+    async def _run(self) -> None:
+        while self.watchers:
+            try:
+                stats = await run_in_db_thread(get_stats)
+                self.last = {"type": "stats", **stats}
+                for consumer in list(self.watchers):
+                    try:
+                        await consumer.send_json(self.last)
+                    except Exception:  # a socket that just closed: its disconnect follows
+                        self.watchers.discard(consumer)
+            except Exception:
+                logger.warning("stats broadcast failed; retrying", exc_info=True)
+            await asyncio.sleep(STATS_INTERVAL_SECONDS)
+        self.last = None
+
+
+stats_broadcaster = _StatsBroadcaster()

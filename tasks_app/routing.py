@@ -10,12 +10,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.urls import path
 
 from .auth import bearer_token, user_for_token
-from .consumers import TaskDetailConsumer, TaskUpdatesConsumer
+from .consumers import StatsConsumer, TaskDetailConsumer, TaskUpdatesConsumer
 from .db import run_in_db_thread
 
 websocket_urlpatterns = [
     path("ws/tasks/", TaskUpdatesConsumer.as_asgi()),
     path("ws/tasks/<str:task_id>/", TaskDetailConsumer.as_asgi()),
+    path("ws/stats/", StatsConsumer.as_asgi()),
 ]
 
 

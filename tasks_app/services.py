@@ -17,6 +17,7 @@ from tools_app.registry import Tool, get_tool, validation_details
 from . import store
 from .errors import ApiError
 from .events import ask_workers_to_cancel, publish_task_changes, wake_workers
+from .metrics import record_submitted
 from .models import Task, TaskStatus
 from .schemas import TaskSubmission
 
@@ -123,6 +124,7 @@ def _submit(owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]]) -> lis
         if new:
             store.insert_tasks(new)
             _after_commit(new, wake=True)
+            transaction.on_commit(lambda: record_submitted(new))
     return outcome
 
 

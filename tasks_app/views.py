@@ -1,63 +1,297 @@
-"""Pages for people: the task list, a task, the submit form. Live updates come over websockets."""
+"""Pages for people, and the operators' endpoints (/healthz, /metrics).
+
+Pages work without JavaScript (forms post, pages render the row's current state); live.js only
+adds live updates over the websockets. Views: authorise, validate, one call, render.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from typing import Any
 
+import redis
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db import DatabaseError, connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from tools_app.registry import Tool, all_tools, get_tool
 
 from . import services
 from .errors import ApiError
-from .forms import TaskSubmitForm
-from .models import Task, TaskStatus
+from .forms import BatchSubmitForm, TaskSubmitForm
+from .metrics import render_metrics
+from .models import Task, TaskStatus, WorkerHeartbeat
 from .serializers import task_to_dict
+from .stats import get_history, get_stats
+
+PAGE_SIZE = 50
+# Result keys whose text people read line by line.
+TEXT_KEYS = ("content", "stdout", "stderr", "body")
+
+
+def _visible_task_or_404(request: HttpRequest, task_id: str) -> Task:
+    task = Task.objects.visible_to(request.user).select_related("owner").filter(pk=task_id).first()
+    if task is None:
+        raise Http404("No such task.")
+    return task
+
+
+# --- list ------------------------------------------------------------------------------------------
 
 
 @login_required
+@require_GET
 def task_list(request: HttpRequest) -> HttpResponse:
     tasks = Task.objects.visible_to(request.user).select_related("owner").order_by("-created_at", "-id")
     status = request.GET.get("status", "")
-    if status in TaskStatus.values:
+    status = status if status in TaskStatus.values else ""
+    tool = request.GET.get("tool", "")
+    tool = tool if get_tool(tool) is not None else ""
+    if status:
         tasks = tasks.filter(status=status)
-    page = Paginator(tasks, 50).get_page(request.GET.get("page"))
+    if tool:
+        tasks = tasks.filter(tool=tool)
+    page = Paginator(tasks, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "tasks/task_list.html",
-        {"page": page, "status": status, "statuses": TaskStatus.values},
+        {
+            "page": page,
+            "status": status,
+            "tool": tool,
+            "statuses": TaskStatus.values,
+            "tools": [t.name for t in all_tools()],
+        },
     )
+
+
+# --- one task --------------------------------------------------------------------------------------
+
+
+def _text_lines(text: str) -> list[tuple[int, str]]:
+    return list(enumerate(text.splitlines() or [""], start=1))
+
+
+def _is_table(value: Any) -> bool:
+    return bool(value) and isinstance(value, list) and all(isinstance(row, dict) for row in value)
+
+
+def present_result(result: Any) -> dict[str, Any]:
+    """The result in pieces people read: texts with line numbers, lists of records as tables,
+    the other fields as a list of names and values; anything else as indented JSON."""
+    if not isinstance(result, dict):
+        return {"json": json.dumps(result, indent=2, ensure_ascii=False)}
+    texts, tables, fields = [], [], []
+    for key, value in result.items():
+        if key in TEXT_KEYS and isinstance(value, str):
+            texts.append({"name": key, "lines": _text_lines(value)})
+        elif _is_table(value):
+            columns = list(dict.fromkeys(column for row in value for column in row))
+            rows = [[row.get(column, "") for column in columns] for row in value]
+            tables.append({"name": key, "columns": columns, "rows": rows})
+        elif isinstance(value, (dict, list)):
+            fields.append((key, json.dumps(value, ensure_ascii=False)))
+        else:
+            fields.append((key, value))
+    if not texts and not tables:
+        return {"json": json.dumps(result, indent=2, ensure_ascii=False), "fields": []}
+    return {"texts": texts, "tables": tables, "fields": fields}
+
+
+def _progress_percent(task: Task) -> int | None:
+    progress = task.progress or {}
+    done, total = progress.get("done"), progress.get("total")
+    if isinstance(done, (int, float)) and isinstance(total, (int, float)) and total > 0:
+        return max(0, min(100, round(100 * done / total)))
+    return None
 
 
 @login_required
+@require_GET
 def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
-    task = Task.objects.visible_to(request.user).filter(pk=task_id).first()
-    if task is None:
-        raise Http404("No such task.")
+    task = _visible_task_or_404(request, task_id)
     return render(
         request,
         "tasks/task_detail.html",
-        {"task": task, "task_json": json.dumps(task_to_dict(task), indent=2)},
+        {
+            "task": task,
+            "result": present_result(task.result) if task.result is not None else None,
+            "progress_percent": _progress_percent(task),
+            "can_cancel": not task.is_terminal,
+            "can_retry": task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED),
+            "args_json": json.dumps(task.args, indent=2, ensure_ascii=False),
+            "task_json": json.dumps(task_to_dict(task), indent=2, ensure_ascii=False),
+        },
     )
+
+
+def _change(request: HttpRequest, task_id: str, change: Any, done: str) -> HttpResponse:
+    task = _visible_task_or_404(request, task_id)
+    try:
+        task = change(task)
+    except ApiError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, done if task.status != TaskStatus.RUNNING else "Cancellation requested.")
+    return redirect(task)
+
+
+@login_required
+@require_POST
+def task_cancel(request: HttpRequest, task_id: str) -> HttpResponse:
+    return _change(request, task_id, services.cancel_task, "Task cancelled.")
+
+
+@login_required
+@require_POST
+def task_retry(request: HttpRequest, task_id: str) -> HttpResponse:
+    return _change(request, task_id, services.retry_task, "Task queued again.")
+
+
+# --- submit ----------------------------------------------------------------------------------------
+
+
+def _selected_tool(request: HttpRequest) -> Tool:
+    tools = [tool for tool in all_tools() if tool.is_enabled(request.user)]
+    if not tools:
+        raise Http404("No tool is enabled.")
+    name = request.POST.get("tool") or request.GET.get("tool") or ""
+    return next((tool for tool in tools if tool.name == name), tools[0])
 
 
 @login_required
 def task_submit(request: HttpRequest) -> HttpResponse:
-    form = TaskSubmitForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        raw = {
-            "tool": form.cleaned_data["tool"],
-            "args": form.cleaned_data["args"],
-            "priority": form.cleaned_data["priority"],
-        }
+    tool = _selected_tool(request)
+    form = TaskSubmitForm(tool, request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                validated = services.validate_submission(form.submission(), request.user)
+                [(task, _)] = services.submit_tasks(request.user, [validated])
+            except ApiError as error:
+                form.add_submission_errors(error.details, error.message)
+            else:
+                messages.success(request, "Task submitted.")
+                return redirect(task)
+        status = 400
+    tools = [t for t in all_tools() if t.is_enabled(request.user)]
+    return render(
+        request, "tasks/task_submit.html", {"form": form, "tool": tool, "tools": tools}, status=status
+    )
+
+
+def validate_lines(numbered: list[tuple[int, str]], user: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Each JSON line validated as ``POST /tasks`` would; returns the valid ones and, per bad
+    line, ``{"line", "error"}``."""
+    validated, problems = [], []
+    for number, line in numbered:
         try:
-            validated = services.validate_submission(raw, request.user)
-            [(task, _)] = services.submit_tasks(request.user, [validated])
+            try:
+                raw = json.loads(line)
+            except ValueError as exc:
+                raise ApiError("invalid_json", f"Not valid JSON: {exc}") from None
+            validated.append(services.validate_submission(raw, user))
         except ApiError as error:
-            form.add_error(None, error.message)
-            for detail in error.details or []:
-                form.add_error(None, f"{detail.get('loc', '')}: {detail.get('message', '')}")
-        else:
-            return redirect(task)
-    return render(request, "tasks/task_submit.html", {"form": form})
+            problems.append({"line": number, "error": error.as_dict()})
+    return validated, problems
+
+
+@login_required
+def task_batch(request: HttpRequest) -> HttpResponse:
+    form = BatchSubmitForm(request.POST or None, request.FILES or None)
+    problems: list[dict[str, Any]] = []
+    if request.method == "POST" and form.is_valid():
+        validated, problems = validate_lines(form.cleaned_data["numbered_lines"], request.user)
+        if not problems:
+            try:
+                outcome = services.submit_tasks(request.user, validated)
+            except ApiError as error:
+                line = form.cleaned_data["numbered_lines"][error.details["index"]][0]
+                problems = [{"line": line, "error": error.as_dict()}]
+            else:
+                messages.success(request, f"Submitted {len(outcome)} tasks.")
+                return redirect("task-list")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "tasks/task_batch.html", {"form": form, "problems": problems}, status=status)
+
+
+# --- staff -----------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("Staff only.")
+    stats = get_stats(request.user)
+    return render(
+        request,
+        "tasks/dashboard.html",
+        {"stats": stats, "stats_json": stats, "history": get_history()},
+    )
+
+
+# --- operators -------------------------------------------------------------------------------------
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except DatabaseError:
+        return False
+
+
+def _redis_ok() -> bool:
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _fresh_workers() -> int | None:
+    since = timezone.now() - timedelta(seconds=3 * settings.CLAWSITE_LEASE_SECONDS)
+    try:
+        return WorkerHeartbeat.objects.filter(last_heartbeat__gte=since).count()
+    except DatabaseError:
+        return None
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database, Redis and at least one worker (a heartbeat within three lease
+    periods) are there; 503 naming what is not."""
+    database = _database_ok()
+    workers = _fresh_workers() if database else None
+    body = {
+        "status": "ok",
+        "database": {"ok": database},
+        "redis": {"ok": _redis_ok()},
+        "workers": {"ok": bool(workers), "count": workers or 0},
+    }
+    down = not all(body[part]["ok"] for part in ("database", "redis", "workers"))  # type: ignore[index]
+    if down:
+        body["status"] = "down"
+    return JsonResponse(body, status=503 if down else 200)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    try:
+        body, content_type = render_metrics()
+    except DatabaseError:
+        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
+    return HttpResponse(body, content_type=content_type)

@@ -28,6 +28,8 @@ from tools_app.runner import ToolOwner, run_tool
 from . import store
 from .db import run_in_db_thread
 from .events import bind_event_loop, publish_task_changes
+from .logs import current_task_id
+from .metrics import record_finished
 from .models import Task, TaskStatus, WorkerHeartbeat
 from .retry import backoff
 from .store import Completion
@@ -170,6 +172,7 @@ class WorkerEngine:
             claimed = store.claim_runnable_tasks(
                 self.worker_id, free, timezone.now(), self.lease
             ) if free > 0 else []
+        record_finished(written)  # after commit; on this database thread, off the event loop
         self._load_owners({t.owner_id for t in claimed})
         return written, claimed
 
@@ -184,6 +187,7 @@ class WorkerEngine:
 
     async def _run(self, entry: _Running) -> None:
         task = entry.task
+        current_task_id.set(task.id)  # this asyncio task's logs carry its id (tasks_app.logs)
         started = time.perf_counter()
         completion = Completion(task=task, status=TaskStatus.SUCCEEDED)
         try:

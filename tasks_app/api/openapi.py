@@ -165,6 +165,7 @@ def build_openapi() -> dict[str, Any]:
                     "responses": {"202": _json(_ref("Task"), "Queued"), **_errors(404, 409)},
                 }
             },
+            "/stats": {"get": {"summary": "Queue and cache statistics (users: their own queue)", "responses": {"200": _json({"type": "object"}), **_errors()}}},
             "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}},
         },
     }

@@ -10,5 +10,6 @@ urlpatterns = [
     path("tasks/<str:task_id>", views.task, name="api-task"),
     path("tasks/<str:task_id>/cancel", views.cancel, name="api-task-cancel"),
     path("tasks/<str:task_id>/retry", views.retry, name="api-task-retry"),
+    path("stats", views.queue_stats, name="api-stats"),
     path("openapi.json", views.openapi, name="api-openapi"),
 ]

@@ -20,6 +20,7 @@ from ..errors import ApiError
 from ..models import Task
 from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, WaitQuery
 from ..serializers import task_to_dict
+from ..stats import get_stats
 from .base import endpoint, json_body, parse, query, respond
 
 WAIT_POLL_SECONDS = (0.05, 0.1, 0.2, 0.4, 0.5)
@@ -150,6 +151,10 @@ async def retry_task(request: HttpRequest, user: Any, task_id: str) -> HttpRespo
     return respond(task_to_dict(await run_in_db_thread(retry)), status=202)
 
 
+async def stats(request: HttpRequest, user: Any) -> HttpResponse:
+    return respond(await run_in_db_thread(get_stats, user))
+
+
 async def openapi_document(request: HttpRequest, user: Any) -> HttpResponse:
     from .openapi import build_openapi
 
@@ -164,3 +169,4 @@ task = endpoint(GET=get_task)
 cancel = endpoint(POST=cancel_task)
 retry = endpoint(POST=retry_task)
 openapi = endpoint(public=True, GET=openapi_document)
+queue_stats = endpoint(GET=stats)

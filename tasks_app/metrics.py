@@ -1,0 +1,221 @@
+"""Prometheus metrics that stay right across web and worker processes, and across hosts.
+
+Nothing is counted in process memory (each daphne or worker process would hold a fragment):
+- gauges (queue depth by status, running tasks, worker heartbeats) are read from the database
+  at scrape time;
+- counters (tasks submitted, tasks finished by tool and status) and the task-duration histogram
+  live in Redis hashes, incremented with one pipelined round trip per submitted or completed batch;
+- cache hits and misses by tool come from the tool cache's own statistics.
+A custom collector turns all of it into metric families for prometheus_client's exposition.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from .models import TERMINAL_STATUSES, WorkerHeartbeat
+
+logger = logging.getLogger(__name__)
+
+# Seconds; a task runs from milliseconds (a cached read) to minutes (a command, an LLM call).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# After a Redis failure, metrics writes are skipped this long, so a Redis outage never adds a
+# connection timeout to every worker cycle (the tasks matter; the counters are best effort).
+BACKOFF_SECONDS = 10.0
+
+_client: redis.Redis | None = None
+_client_url: str | None = None
+_down_until = 0.0
+
+
+def _redis() -> redis.Redis:
+    global _client, _client_url
+    if _client is None or _client_url != settings.REDIS_URL:
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, decode_responses=True
+        )
+        _client_url = settings.REDIS_URL
+    return _client
+
+
+def _key(name: str) -> str:
+    return f"{settings.REDIS_PREFIX}:metrics:{name}"
+
+
+def _field(*parts: object) -> str:
+    return "|".join(str(part) for part in parts)
+
+
+def _write(fill: Any) -> None:
+    """Run ``fill(pipeline)`` in one round trip; log and back off if Redis is away."""
+    global _down_until
+    if time.monotonic() < _down_until:
+        return
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        fill(pipe)
+        pipe.execute()
+    except redis.RedisError:
+        _down_until = time.monotonic() + BACKOFF_SECONDS
+        logger.warning("metrics: Redis unavailable, counters not updated", exc_info=True)
+
+
+def record_submitted(tasks: Iterable[Any]) -> None:
+    """Count new tasks by tool. Call after commit (services.submit_tasks does)."""
+    by_tool: dict[str, int] = {}
+    for task in tasks:
+        by_tool[task.tool] = by_tool.get(task.tool, 0) + 1
+    if by_tool:
+        _write(lambda pipe: [pipe.hincrby(_key("submitted"), tool, n) for tool, n in by_tool.items()])
+
+
+def record_finished(tasks: Iterable[Any]) -> None:
+    """Count tasks that reached a terminal state, and their durations, in one pipelined call.
+    The worker calls it once per completed batch, after the batch is written."""
+    finished: dict[str, int] = {}
+    buckets: dict[str, int] = {}
+    sums: dict[str, float] = {}
+    for task in tasks:
+        if task.status not in TERMINAL_STATUSES:
+            continue  # a retry is not an end
+        field = _field(task.tool, task.status)
+        finished[field] = finished.get(field, 0) + 1
+        if task.duration_ms is not None:
+            seconds = task.duration_ms / 1000
+            # Stored per bucket (not cumulative); the collector sums them up at scrape time.
+            bucket = _field(task.tool, bisect.bisect_left(DURATION_BUCKETS, seconds))
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+            sums[task.tool] = sums.get(task.tool, 0.0) + seconds
+    if not finished:
+        return
+
+    def fill(pipe: Any) -> None:
+        for field, n in finished.items():
+            pipe.hincrby(_key("finished"), field, n)
+        for field, n in buckets.items():
+            pipe.hincrby(_key("duration_buckets"), field, n)
+        for tool, total in sums.items():
+            pipe.hincrbyfloat(_key("duration_sum"), tool, total)
+
+    _write(fill)
+
+
+class ClawSiteCollector(Collector):
+    """Builds every ClawSite metric family when Prometheus scrapes ``/metrics``."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._database_families()
+        yield from self._redis_families()
+        yield from self._cache_families()
+
+    def _database_families(self) -> Iterator[Metric]:
+        from .stats import status_counts
+
+        counts = status_counts()
+        depth = GaugeMetricFamily("clawsite_tasks", "Tasks by current status.", labels=["status"])
+        for status, n in counts.items():
+            depth.add_metric([status], n)
+        yield depth
+        yield GaugeMetricFamily("clawsite_queue_depth", "Tasks waiting to run.", value=counts["queued"])
+        yield GaugeMetricFamily("clawsite_tasks_running", "Tasks running now.", value=counts["running"])
+        beats = GaugeMetricFamily(
+            "clawsite_worker_last_heartbeat_timestamp_seconds",
+            "Unix time of each worker's last heartbeat.",
+            labels=["worker"],
+        )
+        running = GaugeMetricFamily(
+            "clawsite_worker_running_tasks", "Tasks each worker runs.", labels=["worker"]
+        )
+        workers = list(WorkerHeartbeat.objects.all())
+        for beat in workers:
+            beats.add_metric([beat.worker_id], beat.last_heartbeat.timestamp())
+            running.add_metric([beat.worker_id], beat.running)
+        yield beats
+        yield running
+        fresh = sum(1 for beat in workers if (timezone.now() - beat.last_heartbeat).total_seconds() <= 3 * settings.CLAWSITE_LEASE_SECONDS)
+        yield GaugeMetricFamily("clawsite_workers", "Workers with a recent heartbeat.", value=fresh)
+
+    def _redis_families(self) -> Iterator[Metric]:
+        try:
+            pipe = _redis().pipeline(transaction=False)
+            for name in ("submitted", "finished", "duration_buckets", "duration_sum"):
+                pipe.hgetall(_key(name))
+            submitted, finished, buckets, sums = pipe.execute()
+        except redis.RedisError:
+            logger.warning("metrics: Redis unavailable, counters left out", exc_info=True)
+            return
+        family = CounterMetricFamily("clawsite_tasks_submitted", "Tasks submitted, by tool.", labels=["tool"])
+        for tool, n in sorted(submitted.items()):
+            family.add_metric([tool], int(n))
+        yield family
+        family = CounterMetricFamily(
+            "clawsite_tasks_finished", "Tasks that reached a terminal state.", labels=["tool", "status"]
+        )
+        for field, n in sorted(finished.items()):
+            tool, _, status = field.rpartition("|")
+            family.add_metric([tool, status], int(n))
+        yield family
+        yield self._histogram(buckets, sums)
+
+    @staticmethod
+    def _histogram(buckets: dict[str, str], sums: dict[str, str]) -> Metric:
+        per_tool: dict[str, list[int]] = {}
+        for field, n in buckets.items():
+            tool, _, index = field.rpartition("|")
+            counts = per_tool.setdefault(tool, [0] * (len(DURATION_BUCKETS) + 1))
+            counts[min(int(index), len(DURATION_BUCKETS))] += int(n)
+        family = HistogramMetricFamily(
+            "clawsite_task_duration_seconds", "Duration of finished tasks' last attempt.", labels=["tool"]
+        )
+        for tool, counts in sorted(per_tool.items()):
+            cumulative, total = [], 0
+            for bound, n in zip([*map(str, DURATION_BUCKETS), "+Inf"], counts, strict=True):
+                total += n
+                cumulative.append((bound, total))
+            family.add_metric([tool], cumulative, sum_value=float(sums.get(tool, 0.0)))
+        return family
+
+    def _cache_families(self) -> Iterator[Metric]:
+        from .stats import get_cache_stats
+
+        try:
+            cache = get_cache_stats()
+        except Exception:  # the cache's Redis away: leave its families out, keep the rest
+            logger.warning("metrics: cache statistics unavailable", exc_info=True)
+            return
+        hits = CounterMetricFamily("clawsite_cache_hits", "Tool cache hits, by tool.", labels=["tool"])
+        misses = CounterMetricFamily("clawsite_cache_misses", "Tool cache misses, by tool.", labels=["tool"])
+        keys = GaugeMetricFamily("clawsite_cache_keys", "Entries in the tool cache, by tool.", labels=["tool"])
+        for tool, numbers in sorted(cache.get("by_tool", {}).items()):
+            hits.add_metric([tool], numbers.get("hits", 0))
+            misses.add_metric([tool], numbers.get("misses", 0))
+            keys.add_metric([tool], numbers.get("keys", 0))
+        yield hits
+        yield misses
+        yield keys
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition of every ClawSite metric (not the process's own default collectors, which
+    would describe one process of many): the body and its content type."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClawSiteCollector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
