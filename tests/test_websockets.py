@@ -101,13 +101,15 @@ async def test_cookie_handshake_needs_an_allowed_origin(alice: Any, as_alice: As
 async def test_versions_never_go_back(alice: Any, as_alice: AsyncClient) -> None:
     from tasks_app.events import send_updates
 
-    task = await submit(as_alice)
     ws = communicator("/ws/tasks/", alice)
     assert (await ws.connect())[0]
+    task = await submit(as_alice)
+    assert [t["version"] for t in await frames_for(ws, timeout=1)] == [1]
     row = await Task.objects.aget(pk=task["id"])
     newer = {**task, "version": 5, "status": "running", "owner": row.owner_id}
     older = {**task, "version": 4, "status": "queued", "owner": row.owner_id}
     await send_updates([newer])
     await send_updates([older])
+    await send_updates([newer])
     assert [t["version"] for t in await frames_for(ws, timeout=1)] == [5]
     await ws.disconnect()
