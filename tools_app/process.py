@@ -16,6 +16,7 @@ from .errors import ToolError
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 OUTPUT_CAP_BYTES = 1024 * 1024
 READ_CHUNK = 64 * 1024
+EXIT_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -80,11 +81,23 @@ async def run_process(
                 process.stdin.write(stdin)
                 await process.stdin.drain()
             process.stdin.close()
-        readers = asyncio.gather(_drain(process.stdout, output_cap), _drain(process.stderr, output_cap))
+        async def drain_both() -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
+            return await asyncio.gather(
+                _drain(process.stdout, output_cap), _drain(process.stderr, output_cap)
+            )
+
+        readers = asyncio.create_task(drain_both())
+        # Usually the pipes close when the program exits. Children it left in the background
+        # would hold them open (and Process.wait() waits for the pipes too): once the program
+        # itself has exited (returncode is set before the pipes close), its group is killed.
+        try:
+            while not (await asyncio.wait({readers}, timeout=EXIT_POLL_SECONDS))[0]:
+                if process.returncode is not None:
+                    _kill_group(process.pid)
+        finally:
+            readers.cancel()  # a no-op when done; on timeout or cancellation, stop reading
         await process.wait()
-        # Children left in the background would hold the pipes open until they exit.
-        _kill_group(process.pid)
-        return await readers
+        return readers.result()
 
     try:
         (out, out_cut), (err, err_cut) = await asyncio.wait_for(communicate(), time_limit)

@@ -69,7 +69,7 @@ def glob_matches(pattern: str, relative: str) -> bool:
 
 def candidate_files(root: Path, pattern: str) -> list[tuple[Path, str]]:
     """Regular files under ``root`` (hidden ones and symlinks skipped) whose path matches."""
-    if not root.is_dir():
+    if not stat.S_ISDIR(os.stat(root).st_mode):  # FileNotFoundError: the tool says not_found
         return [(root, root.name)] if glob_matches(pattern, root.name) else []
     found = []
     for entry, st in walk_tree(root, recursive=True, include_hidden=False):
