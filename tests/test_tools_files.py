@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -15,9 +16,14 @@ from tools_app.registry import all_tools, get_tool
 from tools_app.tools.read_file import MAX_READ_BYTES
 from tools_app.tools.search_files import PROGRESS_EVERY_FILES
 
-from .test_tools_support import fails, run, ws  # noqa: F401
+from .test_tools_support import fails, prepare_workspace, run
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def ws(settings: Any) -> Path:
+    return prepare_workspace(settings)
 
 API_TOOLS = {
     "read_file", "write_file", "list_directory", "create_directory", "delete_path", "file_info",
@@ -119,7 +125,7 @@ async def test_delete_path_files_folders_links_never_the_root(ws: Path, tmp_path
         assert (await fails("delete_path", {"path": root})).type == "invalid_args"
     (ws / "self").symlink_to(".")
     await run("delete_path", {"path": "self"})  # removes the link, not the workspace
-    assert ws.is_dir()
+    assert ws.is_dir()  # noqa: ASYNC240  (a test may block; polling a process or file)
     assert (await fails("delete_path", {"path": "missing"})).type == "not_found"
 
 
@@ -209,7 +215,7 @@ async def test_catastrophic_regex_is_stopped_and_does_not_block_other_tasks(ws: 
     in_regex = asyncio.Event()
     slow = asyncio.create_task(
         run("search_files", {"glob": "[az]*.txt", "contains": "(x+x+)+y", "regex": True},
-            timeout=3.0, progress=lambda *report: in_regex.set())
+            task_timeout=3.0, progress=lambda *report: in_regex.set())
     )
     await in_regex.wait()
     fast = await run("read_file", {"path": "small.txt"})

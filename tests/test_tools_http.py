@@ -8,15 +8,21 @@ import ipaddress
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tools_app.tools import http_fetch
 
-from .test_tools_support import fails, run, ws  # noqa: F401
+from .test_tools_support import fails, prepare_workspace, run
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def ws(settings: Any) -> Path:
+    return prepare_workspace(settings)
 
 
 @dataclass
@@ -150,7 +156,7 @@ async def test_size_time_and_connection_limits(ws: Any, server: LocalServer, set
     assert big["truncated"] is True and len(big["body"]) == 1000
     slow = await fails("http_fetch", {"url": server.url("/slow"), "timeout": 0.3})
     assert slow.type == "timeout" and slow.retryable
-    capped = await fails("http_fetch", {"url": server.url("/slow"), "timeout": 60}, timeout=0.3)
+    capped = await fails("http_fetch", {"url": server.url("/slow"), "timeout": 60}, task_timeout=0.3)
     assert capped.type == "timeout"
     server.server.close()  # type: ignore[union-attr]
     await server.server.wait_closed()  # type: ignore[union-attr]

@@ -13,9 +13,14 @@ import pytest
 from tasks_app.errors import ApiError
 from tasks_app.services import validate_submission
 
-from .test_tools_support import fails, run, ws  # noqa: F401
+from .test_tools_support import fails, prepare_workspace, run
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def ws(settings: Any) -> Path:
+    return prepare_workspace(settings)
 
 
 @pytest.fixture
@@ -56,7 +61,7 @@ async def test_run_command_never_uses_a_shell(ws: Path, allow: Any, argv: list[s
     result = (await run("run_command", {"argv": argv})).result
     assert result["stdout"] == " ".join(argv[1:]) + "\n"  # printed verbatim, not interpreted
     assert not (ws / "pwned").exists()
-    assert list(ws.iterdir()) == []
+    assert list(ws.iterdir()) == []  # noqa: ASYNC240  (a test may block; polling a process or file)
 
 
 async def test_run_command_refuses_programs_off_the_list_and_paths(ws: Path, allow: Any) -> None:
@@ -93,7 +98,7 @@ def _alive(pid: int) -> bool:
 
 async def _gone(pid: int) -> bool:
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while _alive(pid) and time.monotonic() < deadline:  # noqa: ASYNC110  (a test may block; polling a process or file)
         await asyncio.sleep(0.05)
     return not _alive(pid)
 
@@ -108,7 +113,7 @@ async def test_timeout_kills_the_whole_process_group(ws: Path, allow: Any) -> No
 
 async def test_cancellation_kills_the_whole_process_group(ws: Path, allow: Any) -> None:
     task = asyncio.create_task(run("run_command", {"argv": ["sh", "-c", "sleep 30 & echo $! > child.pid; wait"]}))
-    while not (ws / "child.pid").exists() or not (ws / "child.pid").read_text().strip():
+    while not (ws / "child.pid").exists() or not (ws / "child.pid").read_text().strip():  # noqa: ASYNC110  (a test may block; polling a process or file)
         await asyncio.sleep(0.02)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -124,7 +129,7 @@ async def test_background_children_do_not_hold_the_answer(ws: Path, allow: Any) 
 
 
 async def test_task_timeout_caps_the_tool_timeout(ws: Path, allow: Any) -> None:
-    error = await fails("run_command", {"argv": ["sleep", "30"], "timeout": 600}, timeout=0.5)
+    error = await fails("run_command", {"argv": ["sleep", "30"], "timeout": 600}, task_timeout=0.5)
     assert error.type == "timeout"
 
 
@@ -158,6 +163,6 @@ async def test_run_python_limits(ws: Path, python_on: Any) -> None:
     memory = (await run("run_python", {"code": "x = bytearray(1024 * 1024 * 1024)"})).result
     assert memory["exit_code"] != 0 and "MemoryError" in memory["stderr"]
     big = (await run("run_python", {"code": "open('big', 'wb').write(b'x' * 2 * 1024 * 1024)"})).result
-    assert big["exit_code"] != 0 and os.path.getsize(ws / "big") <= 1024 * 1024
+    assert big["exit_code"] != 0 and os.path.getsize(ws / "big") <= 1024 * 1024  # noqa: ASYNC240  (a test may block; polling a process or file)
     error = await fails("run_python", {"code": "while True: pass", "timeout": 1})
     assert error.type == "timeout"

@@ -27,14 +27,14 @@ def workspace_of(owner: ToolOwner = ALICE) -> Path:
 
 
 async def run(
-    name: str, args: dict[str, Any], owner: ToolOwner = ALICE, timeout: float = 30.0, progress: Any = None
+    name: str, args: dict[str, Any], owner: ToolOwner = ALICE, task_timeout: float = 30.0, progress: Any = None
 ) -> ToolOutcome:
-    return await run_tool(name, args, owner, timeout=timeout, report_progress=progress)
+    return await run_tool(name, args, owner, timeout=task_timeout, report_progress=progress)
 
 
-async def fails(name: str, args: dict[str, Any], owner: ToolOwner = ALICE, timeout: float = 30.0) -> ToolError:
+async def fails(name: str, args: dict[str, Any], owner: ToolOwner = ALICE, task_timeout: float = 30.0) -> ToolError:
     with pytest.raises(ToolError) as caught:
-        await run(name, args, owner, timeout)
+        await run(name, args, owner, task_timeout)
     return caught.value
 
 
@@ -47,9 +47,9 @@ async def settle(*paths: Path) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-def ws(settings: Any) -> Path:
-    """Alice's workspace, created, with the cache's racy window shrunk for tests."""
+def prepare_workspace(settings: Any) -> Path:
+    """Alice's workspace, created, with the cache's racy window shrunk for tests (each test
+    module wraps this in its ``ws`` fixture)."""
     settings.CLAWSITE_CACHE_RACY_SECONDS = TEST_RACY_SECONDS
     root = workspace_of(ALICE)
     root.mkdir(parents=True, exist_ok=True)
