@@ -28,10 +28,12 @@ class DeletePathArgs(ToolArgs):
 def delete_entry(workspace: Workspace, path: str, recursive: bool) -> str:
     """Blocking. Deletes the entry itself: a symlink is removed, never what it points to, so
     only its folder is resolved (and must be inside the workspace)."""
-    folder, name = posixpath.split(posixpath.normpath(path))
-    parent = workspace.resolve(folder or ".")
-    target = parent / name
-    if name in ("", ".", "..") or target == workspace.root:
+    folder, name = posixpath.split(path.rstrip("/"))
+    if name in ("", ".", ".."):
+        target = workspace.resolve(path)  # a folder reached through "..": no link to spare
+    else:
+        target = workspace.resolve(folder or ".") / name
+    if target == workspace.root:
         raise ToolError("forbidden_path", "the workspace itself cannot be deleted")
     try:
         mode = os.lstat(target).st_mode
