@@ -69,7 +69,7 @@ async def test_read_file_changed_behind_our_back_same_size_same_mtime(ws: Path) 
     assert (first.cache_hit, first.result["content"]) == (False, "version A")
     assert (await run("read_file", {"path": "note.txt"})).cache_hit is True
     st = os.stat(target)
-    with open(target, "r+") as handle:  # in place: same inode, same size
+    with open(target, "r+") as handle:  # in place: same inode, same size  # noqa: ASYNC230  (a test may block)
         handle.write("version B")
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime back
     assert (os.stat(target).st_size, os.stat(target).st_mtime_ns, os.stat(target).st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
