@@ -83,6 +83,13 @@ def walk_tree(
                     pending.append(Path(entry.path))
 
 
+def relative_name(root: Path, entry_path: str) -> str:
+    """The name of an entry that ``walk_tree(root)`` yielded, relative to ``root``. Plain string
+    work (pathlib's relative_to dominated a 2,000-file search); it names entries found under
+    ``root``, it never decides whether a path is inside: Workspace.resolve does that."""
+    return entry_path[len(str(root)) + 1 :]
+
+
 def subject_of(workspace: Workspace, path: Path) -> str:
     return f"{workspace.root.name}/{workspace.relative(path)}"
 

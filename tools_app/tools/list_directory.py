@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ToolError
-from ..fingerprint import CacheBasis, tree_basis, walk_tree
+from ..fingerprint import CacheBasis, relative_name, tree_basis, walk_tree
 from ..registry import Tool, ToolArgs, ToolContext, offload, register
 from ..workspace import Workspace, WorkspacePath
 
@@ -35,12 +35,14 @@ def iso_time(seconds: float) -> str:
 def list_entries(workspace: Workspace, root: Path, recursive: bool, hidden: bool) -> list[dict[str, Any]]:
     """Blocking: the entries under ``root``, sorted by path. Symlinked folders are not followed."""
     entries: list[dict[str, Any]] = []
+    base = workspace.relative(root)
     for entry, st in walk_tree(root, recursive, hidden):
         kind = entry_type(st.st_mode)
+        relative = relative_name(root, entry.path)
         entries.append(
             {
                 "name": entry.name,
-                "path": workspace.relative(Path(entry.path)),
+                "path": relative if base == "." else f"{base}/{relative}",
                 "type": kind,
                 "size": st.st_size if kind == "file" else None,
                 "modified": iso_time(st.st_mtime),

@@ -22,7 +22,7 @@ import regex
 from pydantic import Field, model_validator
 
 from ..errors import ToolError
-from ..fingerprint import CacheBasis, file_basis, tree_basis, walk_tree
+from ..fingerprint import CacheBasis, file_basis, relative_name, tree_basis, walk_tree
 from ..registry import (
     ProgressCallback,
     Tool,
@@ -74,7 +74,7 @@ def candidate_files(root: Path, pattern: str) -> list[tuple[Path, str]]:
     found = []
     for entry, st in walk_tree(root, recursive=True, include_hidden=False):
         if stat.S_ISREG(st.st_mode):
-            relative = Path(entry.path).relative_to(root).as_posix()
+            relative = relative_name(root, entry.path)
             if glob_matches(pattern, relative):
                 found.append((Path(entry.path), relative))
     found.sort(key=lambda item: item[1])
@@ -103,10 +103,11 @@ class _Search:
 
     def run(self, workspace: Workspace, root: Path, report: ProgressCallback) -> dict[str, Any]:
         files = candidate_files(root, self.args.glob)
+        base = workspace.relative(root)
         matches: list[dict[str, Any]] = []
         scanned = 0
         truncated = False
-        for path, _ in files:
+        for path, relative in files:
             if self.stop.is_set():
                 raise ToolError("cancelled", "the search was stopped")
             if time.monotonic() > self.deadline:
@@ -114,7 +115,7 @@ class _Search:
             scanned += 1
             if scanned % PROGRESS_EVERY_FILES == 0:
                 report(scanned, len(files), f"{scanned} of {len(files)} files scanned")
-            name = workspace.relative(path)
+            name = relative if base == "." else f"{base}/{relative}"
             if self.args.contains is None:
                 matches.append({"path": name, "line": None, "text": None})
             else:
@@ -135,8 +136,11 @@ class _Search:
             return []  # vanished or unreadable meanwhile: not part of the answer
         if b"\x00" in data[:8192]:
             return []  # binary
+        text = data.decode("utf-8", "replace")
+        if self.pattern is None and self.args.contains not in text:
+            return []  # most files: no need to look line by line
         found = []
-        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if number % 1000 == 0 and self.stop.is_set():
                 raise ToolError("cancelled", "the search was stopped")
             if self.line_matches(line):
