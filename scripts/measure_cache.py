@@ -88,7 +88,7 @@ async def main(repeat: int) -> None:
     workspace = Path(settings.CLAWSITE_WORKSPACE_ROOT) / OWNER.username
     workspace.mkdir(parents=True)
     prepare(workspace)
-    time.sleep(0.1)  # older than the racy window
+    await asyncio.sleep(0.1)  # older than the racy window
     cases = [
         ("search_files 2,000 files", "search_files", {"path": "tree", "contains": "needle"}),
         ("hash_file 50 MB", "hash_file", {"path": "big.bin"}),
