@@ -39,6 +39,7 @@ class LocalServer:
     port: int = 0
     requests: list[Request] = field(default_factory=list)
     server: asyncio.Server | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # ends the /slow answers
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
@@ -69,7 +70,7 @@ class LocalServer:
         elif request.path == "/loop":
             send("302 Found", b"", "Location: /loop")
         elif request.path == "/slow":
-            await asyncio.sleep(30)
+            await self.release.wait()
         elif request.path == "/v1/chat/completions":
             await self.chat(request, writer)
         elif request.path == "/broken/v1/chat/completions":
@@ -100,6 +101,7 @@ async def server() -> AsyncIterator[LocalServer]:
     local.server = await asyncio.start_server(local.handle, "127.0.0.1", 0)
     local.port = local.server.sockets[0].getsockname()[1]
     yield local
+    local.release.set()
     local.server.close()
 
 
@@ -158,6 +160,7 @@ async def test_size_time_and_connection_limits(ws: Any, server: LocalServer, set
     assert slow.type == "timeout" and slow.retryable
     capped = await fails("http_fetch", {"url": server.url("/slow"), "timeout": 60}, task_timeout=0.3)
     assert capped.type == "timeout"
+    server.release.set()
     server.server.close()  # type: ignore[union-attr]
     await server.server.wait_closed()  # type: ignore[union-attr]
     refused = await fails("http_fetch", {"url": server.url("/hello")})
