@@ -156,6 +156,24 @@ async def test_walks_do_not_follow_symlinks_out(world: dict[str, Path], tool: st
     assert not _leaks(result)
 
 
+@pytest.mark.parametrize("tool", PATH_TOOLS)
+async def test_symlink_loops_fail_cleanly(world: dict[str, Path], tool: str) -> None:
+    """A loop is a ToolError (or, for tools that replace or remove the link itself, harmless
+    success inside the workspace), never an unexpected exception, never an effect outside."""
+    before = snapshot(world["sibling"], world["outside"])
+    (world["workspace"] / "loop").symlink_to("loop")
+    (world["workspace"] / "ping").symlink_to("pong")
+    (world["workspace"] / "pong").symlink_to("ping")
+    for path in ("loop", "ping/x"):
+        try:
+            await run(tool, PATH_TOOLS[tool](path))
+        except ToolError as error:
+            assert error.type != "invalid_args", error.message
+        else:
+            assert tool in ("write_file", "delete_path") and path == "loop"
+    assert snapshot(world["sibling"], world["outside"]) == before
+
+
 async def test_long_names_inside_are_fine_and_too_long_refused(world: dict[str, Path]) -> None:
     name = "n" * 255
     await run("write_file", {"path": name, "content": "ok"})

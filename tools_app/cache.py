@@ -120,8 +120,8 @@ def lookup(tool: Tool, args: ToolArgs, workspace: Workspace) -> Lookup:
         return Lookup()
     try:
         basis = tool.cache_basis(args, workspace)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return Lookup()  # the tool itself will say what is wrong
+    except OSError:
+        return Lookup()  # missing, unreadable, a symlink loop: the tool itself says what is wrong
     if basis is None:
         return Lookup()
     if time.time_ns() - basis.newest_ns < settings.CLAWSITE_CACHE_RACY_SECONDS * 1e9:
