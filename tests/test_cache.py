@@ -246,3 +246,21 @@ def test_invalidate_never_uses_keys(monkeypatch: Any) -> None:
     monkeypatch.setattr(type(client), "keys", lambda *a, **k: pytest.fail("KEYS used"))
     invalidate()
     get_cache_stats()
+
+
+async def test_without_redis_the_tools_still_answer(ws: Path, settings: Any, caplog: Any) -> None:
+    """The cache is an accelerator: with Redis unreachable a cacheable tool answers uncached."""
+    (ws / "r.txt").write_text("r")
+    await settle(ws / "r.txt")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens on the discard port
+            "KEY_PREFIX": django_settings.REDIS_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    for _ in range(2):
+        outcome = await run("hash_file", {"path": "r.txt"})
+        assert outcome.cache_hit is False and outcome.result["size"] == 1
+    assert "tool cache unavailable" in caplog.text
