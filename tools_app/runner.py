@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import cache
 from .errors import ToolError
 from .registry import ProgressCallback, ToolContext, get_tool, offload
 from .workspace import Workspace
@@ -56,4 +57,18 @@ async def run_tool(
     ctx = ToolContext(workspace=workspace, user=owner, timeout=timeout)
     if report_progress is not None:
         ctx.report_progress = report_progress
-    return ToolOutcome(result=await tool.run(args, ctx))
+    try:
+        if not tool.cacheable:
+            return ToolOutcome(result=await tool.run(args, ctx))
+        # The lookup resolves and checks the path on every call: a hit is refused like a run.
+        found = await offload(cache.lookup, tool, args, workspace)
+        if found.result is not None:
+            return ToolOutcome(result=found.result, cache_hit=True)
+        result = await tool.run(args, ctx)
+        if found.key is not None:
+            await offload(cache.store, tool, found.key, result)
+        return ToolOutcome(result=result)
+    except OSError as exc:
+        # What the tools do not name themselves (a symlink loop, a name too long for the file
+        # system, a full disk) is still the caller's input meeting the disk, not a crash.
+        raise ToolError("os_error", exc.strerror or str(exc)) from None

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from tools_app import api as tools_api
+
 from . import views
 
 urlpatterns = [
@@ -12,4 +14,5 @@ urlpatterns = [
     path("tasks/<str:task_id>/retry", views.retry, name="api-task-retry"),
     path("stats", views.queue_stats, name="api-stats"),
     path("openapi.json", views.openapi, name="api-openapi"),
+    path("cache", tools_api.cache, name="api-cache"),
 ]
