@@ -21,19 +21,13 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
+from tools_app.cache import get_cache_stats
+
 from .models import TERMINAL_STATUSES, Task, TaskStatus, WorkerHeartbeat
 from .serializers import isoformat
 
 WINDOW = timedelta(minutes=5)
 LATENCY_SAMPLE = 1000
-
-try:
-    from tools_app.cache import get_cache_stats
-except ImportError:
-    # The tool cache lands on another branch (tools); until it is merged, the cache part of the
-    # statistics reads as zeros. The ONLY place that guards this import: remove at merge.
-    def get_cache_stats() -> dict[str, Any]:
-        return {"hits": 0, "misses": 0, "hit_ratio": 0.0, "keys": 0, "by_tool": {}}
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:

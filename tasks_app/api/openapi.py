@@ -166,6 +166,16 @@ def build_openapi() -> dict[str, Any]:
                 }
             },
             "/stats": {"get": {"summary": "Queue and cache statistics (users: their own queue)", "responses": {"200": _json({"type": "object"}), **_errors()}}},
+            "/cache": {
+                "delete": {
+                    "summary": "Invalidate cached tool results (staff)",
+                    "parameters": [
+                        {"name": "tool", "in": "query", "schema": {"type": "string"}},
+                        {"name": "pattern", "in": "query", "schema": {"type": "string"}, "description": "glob on <username>/<path>"},
+                    ],
+                    "responses": {"200": _json({"type": "object", "properties": {"deleted": {"type": "integer"}}}), **_errors(400, 403)},
+                }
+            },
             "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}},
         },
     }
