@@ -160,11 +160,15 @@ def task_retry(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 def _selected_tool(request: HttpRequest) -> Tool:
+    """The tool named by the request (a disabled one too: submitting it explains why it is
+    refused), else the first enabled one."""
+    named = get_tool(request.POST.get("tool") or request.GET.get("tool") or "")
+    if named is not None:
+        return named
     tools = [tool for tool in all_tools() if tool.is_enabled(request.user)]
     if not tools:
         raise Http404("No tool is enabled.")
-    name = request.POST.get("tool") or request.GET.get("tool") or ""
-    return next((tool for tool in tools if tool.name == name), tools[0])
+    return tools[0]
 
 
 @login_required

@@ -85,7 +85,7 @@ def test_empty_queue_has_no_latency(alice: Any) -> None:
     stats = get_stats(alice)
     assert set(stats) == CONTRACT_KEYS
     assert stats["latency_ms"] == {"p50": None, "p95": None} and stats["throughput_per_s"] == 0
-    assert set(stats["cache"]) == {"hits", "misses", "hit_ratio", "keys", "by_tool"}
+    assert {"hits", "misses", "hit_ratio", "keys", "by_tool"} <= set(stats["cache"])
 
 
 def test_workers_come_from_heartbeats(alice: Any) -> None:

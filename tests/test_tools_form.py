@@ -28,6 +28,11 @@ VALID_ARGS: dict[str, dict[str, Any]] = {
 }
 
 
+def form_for(tool: str, args: dict[str, Any]) -> dict[str, str]:
+    """The submit form, its arguments given in the JSON box."""
+    return {"tool": tool, "args_json": json.dumps(args), "priority": "0", "max_attempts": "3"}
+
+
 @pytest.fixture
 async def browser(alice: Any) -> AsyncClient:
     client = AsyncClient()
@@ -40,8 +45,7 @@ async def test_every_tool_can_be_submitted_from_the_form(browser: AsyncClient, s
     settings.CLAWSITE_COMMAND_ALLOWLIST = ["echo"]
     settings.CLAWSITE_PYTHON_ENABLED = True
     settings.CLAWSITE_LLM_BASE_URL = "http://127.0.0.1:9/v1"
-    form = {"tool": tool, "args": json.dumps(VALID_ARGS[tool]), "priority": "0"}
-    response = await browser.post("/tasks/new", form)
+    response = await browser.post("/tasks/new", form_for(tool, VALID_ARGS[tool]))
     assert response.status_code == 302, response.content.decode()[:2000]
     task = await Task.objects.aget(tool=tool)
     assert task.args == VALID_ARGS[tool] and response["Location"] == f"/tasks/{task.id}"
@@ -52,14 +56,12 @@ async def test_disabled_tools_are_explained_not_created(browser: AsyncClient, se
     settings.CLAWSITE_COMMAND_ALLOWLIST = []
     settings.CLAWSITE_PYTHON_ENABLED = False
     settings.CLAWSITE_LLM_BASE_URL = ""
-    form = {"tool": tool, "args": json.dumps(VALID_ARGS[tool]), "priority": "0"}
-    response = await browser.post("/tasks/new", form)
-    assert response.status_code == 200 and "not enabled" in response.content.decode()
+    response = await browser.post("/tasks/new", form_for(tool, VALID_ARGS[tool]))
+    assert response.status_code == 400 and "not enabled" in response.content.decode()
     assert not await Task.objects.filter(tool=tool).aexists()
 
 
 async def test_bad_arguments_are_shown_on_the_form(browser: AsyncClient) -> None:
-    form = {"tool": "read_file", "args": json.dumps({"path": "../escape"}), "priority": "0"}
-    response = await browser.post("/tasks/new", form)
-    assert response.status_code == 200 and "escapes the workspace" in response.content.decode()
+    response = await browser.post("/tasks/new", form_for("read_file", {"path": "../escape"}))
+    assert response.status_code == 400 and "escapes the workspace" in response.content.decode()
     assert not await Task.objects.aexists()
