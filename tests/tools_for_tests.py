@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.conf import settings
 
+from tasks_app.models import Task
 from tools_app.errors import ToolError
 from tools_app.registry import _REGISTRY, Tool, ToolArgs, ToolContext, offload
 from tools_app.workspace import WorkspacePath
@@ -94,6 +97,45 @@ def install() -> None:
 def uninstall() -> None:
     for cls in TEST_TOOLS:
         _REGISTRY.pop(cls.name, None)
+
+
+
+# --- helpers for in-process tests ---------------------------------------------------------------
+
+
+@pytest.fixture
+def ledger_tools() -> Iterator[None]:
+    """The test tools, registered for one test only."""
+    install()
+    yield
+    uninstall()
+
+
+def ledger_path(username: str) -> Path:
+    return Path(settings.CLAWSITE_WORKSPACE_ROOT) / username / LEDGER
+
+
+def submit(user: Any, **fields: Any) -> Task:
+    """Submit one task as the API does (sync: run it on a database thread)."""
+    from tasks_app import services
+
+    submission, tool = services.validate_submission(fields, user)
+    ((task, _),) = services.submit_tasks(user, [(submission, tool)])
+    return task
+
+
+async def await_task(task_id: str, condition: Any, within: float = 30.0) -> Task:
+    """Poll the row until ``condition(task)`` holds; fail after ``within`` seconds."""
+    from tasks_app.db import run_in_db_thread
+
+    deadline = time.monotonic() + within
+    while True:
+        task = await run_in_db_thread(Task.objects.get, pk=task_id)
+        if condition(task):
+            return task
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} stuck: {task.status} {task.error} {task.attempt_log}")
+        await asyncio.sleep(0.03)
 
 
 # Imported by name through the setting (the stack tests' processes): register now.
