@@ -70,11 +70,22 @@ def lookup(stack: Stack, token: str, ids: list[str]) -> dict[str, dict[str, Any]
 
 
 def wait_terminal(stack: Stack, token: str, ids: list[str], within: float) -> dict[str, dict[str, Any]]:
+    def drained() -> bool:
+        for status in ("queued", "running"):
+            code, page = stack.request("GET", f"/api/v1/tasks?status={status}&limit=1", token)
+            if code != 200 or page["tasks"]:
+                return False
+        return True
+
+    deadline = time.monotonic() + within
+    wait_for(drained, timeout=within, interval=0.5, message="the queue to drain")
+
     def all_terminal() -> dict[str, dict[str, Any]] | None:
         tasks = lookup(stack, token, ids)
         return tasks if all(t["status"] in TERMINAL for t in tasks.values()) else None
 
-    return wait_for(all_terminal, timeout=within, interval=0.5, message="every task to finish")
+    left = max(1.0, deadline - time.monotonic())
+    return wait_for(all_terminal, timeout=left, interval=0.5, message="every task to finish")
 
 
 def worker_pid(worker_id: str) -> int:
