@@ -9,6 +9,7 @@ and claims as many new tasks as there are free slots, in one transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -101,22 +102,32 @@ class WorkerEngine:
         return True
 
     async def stop(self, grace_seconds: float | None = None) -> None:
-        """Stop claiming; let running tasks finish within the grace period; requeue the rest."""
+        """Stop claiming; let running tasks finish within the grace period; requeue the rest.
+
+        A requeued attempt does not count against the task's budget (its ``max_attempts`` grows
+        by one): the task did not fail, its worker stopped. A worker that dies without this
+        (SIGKILL, a second signal, a crash) leaves its tasks to the reaper, which does count
+        the attempt, so a task that kills its worker every time still ends.
+        """
         self.claiming = False
         grace = settings.CLAWSITE_WORKER_GRACE_SECONDS if grace_seconds is None else grace_seconds
         futures = [e.future for e in self.running.values() if e.future is not None]
         if futures:
             await asyncio.wait(futures, timeout=grace)
+        # Stop the loop before cancelling, so that a claim already under way cannot start a
+        # task behind our back; its tasks are cancelled (and requeued) below like the others.
+        self._stopped.set()
+        self._wakeup.set()
+        if self._loop_task is not None:
+            await self._loop_task
         for task_id in list(self.running):
             self.cancel(task_id, reason=SHUTDOWN)
         futures = [e.future for e in self.running.values() if e.future is not None]
         if futures:
             await asyncio.wait(futures, timeout=5)
-        self._wakeup.set()
-        if self._loop_task is not None:
-            self._stopped.set()
-            await self._loop_task
         await run_in_db_thread(self._final_flush)
+        # Written, or (a tool that ignored its cancellation) left to the reaper.
+        self.running.clear()
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -163,9 +174,11 @@ class WorkerEngine:
             self.running[task.id] = entry
             if task.cancel_requested:
                 # Cancelled while its last worker was lost or stopping: never run it again.
-                self._finish_cancelled(entry, "Cancelled by request.")
+                entry.cancel_reason = "Cancelled by request."
+                self._record_cancelled(entry, None)
                 continue
             entry.future = asyncio.create_task(self._run(entry))
+            entry.future.add_done_callback(functools.partial(self._on_done, entry))
         if claimed and len(claimed) == free:
             self._wakeup.set()  # there may be more waiting
 
@@ -207,22 +220,8 @@ class WorkerEngine:
             )
             completion.result, completion.cache_hit = outcome.result, outcome.cache_hit
         except asyncio.CancelledError:
-            if entry.cancel_reason == LEASE_LOST:
-                # Another worker owns the task now (or it was cancelled): its row is not ours
-                # to write, and the fenced write would be refused anyway.
-                if self.running.get(task.id) is entry:
-                    del self.running[task.id]
-                return
-            if entry.cancel_reason == SHUTDOWN:
-                # Back to the queue. The attempt started but never failed, so it must not use up
-                # the task's budget: max_attempts grows by one (attempts still counts every
-                # execution started, as the contract says).
-                completion.status = TaskStatus.QUEUED
-                completion.max_attempts = task.max_attempts + 1
-                completion.error = {"type": "worker_shutdown", "message": "The worker stopped."}
-            else:
-                completion.status = TaskStatus.CANCELLED
-                completion.error = {"type": "cancelled", "message": entry.cancel_reason or "Cancelled."}
+            self._record_cancelled(entry, started)
+            return
         except TimeoutError:
             self._fail(completion, ToolError("timeout", f"Timed out after {task.timeout:g} s.", retryable=True))
         except ToolError as error:
@@ -230,23 +229,40 @@ class WorkerEngine:
         except Exception as error:
             logger.exception("task %s: tool %s raised", task.id, task.tool)
             self._fail(completion, ToolError("internal_error", f"{type(error).__name__}: {error}"))
+        self._record(completion, started)
+
+    def _record(self, completion: Completion, started: float | None) -> None:
         completion.finished_at = timezone.now()
-        completion.duration_ms = (time.perf_counter() - started) * 1000
+        completion.duration_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
         self.completions.append(completion)
         self._wakeup.set()
 
-    def _finish_cancelled(self, entry: _Running, message: str) -> None:
-        now = timezone.now()
-        self.completions.append(
-            Completion(
-                task=entry.task,
-                status=TaskStatus.CANCELLED,
-                error={"type": "cancelled", "message": message},
-                finished_at=now,
-                duration_ms=0.0,
-            )
-        )
-        self._wakeup.set()
+    def _record_cancelled(self, entry: _Running, started: float | None) -> None:
+        """The end of a cancelled attempt, by why it was cancelled."""
+        task = entry.task
+        if entry.cancel_reason == LEASE_LOST:
+            # Another worker owns the task now (or it was cancelled): its row is not ours to
+            # write, and the fenced write would be refused anyway.
+            if self.running.get(task.id) is entry:
+                del self.running[task.id]
+            return
+        completion = Completion(task=task, status=TaskStatus.CANCELLED)
+        if entry.cancel_reason == SHUTDOWN:
+            # Back to the queue. The attempt started but never failed, so it must not use up
+            # the task's budget: max_attempts grows by one (attempts still counts every
+            # execution started, as the contract says).
+            completion.status = TaskStatus.QUEUED
+            completion.max_attempts = task.max_attempts + 1
+            completion.error = {"type": "worker_shutdown", "message": "The worker stopped."}
+        else:
+            completion.error = {"type": "cancelled", "message": entry.cancel_reason or "Cancelled."}
+        self._record(completion, started)
+
+    def _on_done(self, entry: _Running, future: asyncio.Task[None]) -> None:
+        # A task cancelled before its first step never enters _run's try block: its end is
+        # recorded here, or the row would stay running until the reaper took it back.
+        if future.cancelled():
+            self._record_cancelled(entry, None)
 
     def _fail(self, completion: Completion, error: ToolError) -> None:
         task = completion.task
