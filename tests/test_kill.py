@@ -178,3 +178,23 @@ def test_sigterm_finishes_or_requeues_and_a_second_signal_exits_at_once(tmp_path
     finally:
         stack.stop()
 
+
+def test_an_idle_worker_survives_over_a_minute(tmp_path: Path) -> None:
+    """redis-py 8 times socket reads out after 5 s, the channel layer's blocking receive: with
+    the wrong setting an idle worker dies after about 5 s. Idle 65 s, then it must still answer
+    a wake-up (the tick alone would also run the task, so the check is that it is alive)."""
+    stack, token = ledger_stack(tmp_path)
+    try:
+        worker = stack.start_worker()
+        (task,) = submit_ledger_tasks(stack, token, ["first"])
+        wait_terminal(stack, token, [task["id"]], within=60)
+        time.sleep(65)  # the point of the test: idle time, not a condition to await
+        assert worker.poll() is None, stack.log_text()
+        (task,) = submit_ledger_tasks(stack, token, ["after-idle"])
+        final = wait_terminal(stack, token, [task["id"]], within=60)
+        assert final[task["id"]]["status"] == "succeeded"
+        assert worker.poll() is None
+        assert "receive failed" not in stack.log_text()
+        assert "worker consumer stopped" not in stack.log_text()
+    finally:
+        stack.stop()
