@@ -100,7 +100,7 @@ def test_two_workers_and_the_web_share_one_sqlite_file_under_load(tmp_path: Path
     assert "database is locked" not in stack.log_text()
 
 
-def test_redis_stopped_and_restarted_mid_run_loses_nothing(tmp_path: Path) -> None:
+def test_redis_stopped_and_restarted_mid_run_loses_nothing_then_cancel_works(tmp_path: Path) -> None:
     private = PrivateRedis(tmp_path / "redis")
     private.start()
     stack, token = ledger_stack(tmp_path / "stack", REDIS_URL=private.url)
