@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils.html import format_html, format_html_join
 
 from . import services
 from .errors import ApiError
@@ -18,7 +19,7 @@ from .stats import get_stats
 MACHINE_FIELDS = (
     "id", "owner", "attempts", "progress", "result", "error", "cache_hit", "created_at",
     "started_at", "finished_at", "duration_ms", "version", "worker_id", "lease_expires_at",
-    "cancel_requested", "attempt_log",
+    "cancel_requested", "attempt_history",
 )
 
 
@@ -34,6 +35,7 @@ class TaskAdmin(admin.ModelAdmin):
         *MACHINE_FIELDS, "tool", "args", "status", "priority", "max_attempts", "timeout",
         "run_after", "idempotency_key",
     )
+    exclude = ("attempt_log",)  # shown read-only, as a table, by attempt_history
     date_hierarchy = "created_at"
     show_full_result_count = False
     actions = ("cancel_tasks", "retry_tasks", "delete_finished_tasks")
@@ -50,6 +52,32 @@ class TaskAdmin(admin.ModelAdmin):
             except ApiError as error:
                 self.message_user(request, f"{task.id}: {error.message}", messages.WARNING)
         self.message_user(request, f"{verb} {done} task(s).")
+
+    @admin.display(description="Attempt history")
+    def attempt_history(self, task: Task) -> str:
+        """One row per finished attempt: who ran it, when, and how it ended."""
+        if not task.attempt_log:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    entry.get("attempt"),
+                    entry.get("worker_id") or "-",
+                    entry.get("started_at") or "-",
+                    entry.get("finished_at") or "-",
+                    (entry.get("error") or {}).get("type", "ok"),
+                    (entry.get("error") or {}).get("message", ""),
+                )
+                for entry in task.attempt_log
+            ),
+        )
+        return format_html(
+            "<table><tr><th>#</th><th>worker</th><th>started</th><th>finished</th>"
+            "<th>outcome</th><th>message</th></tr>{}</table>",
+            rows,
+        )
 
     @admin.action(description="Cancel the selected tasks", permissions=["change"])
     def cancel_tasks(self, request: HttpRequest, queryset: Any) -> None:

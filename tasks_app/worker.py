@@ -9,6 +9,7 @@ and claims as many new tasks as there are free slots, in one transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -37,6 +38,9 @@ from .store import Completion
 logger = logging.getLogger(__name__)
 
 PROGRESS_FLUSH_SECONDS = 0.25
+# Reasons for cancelling a running attempt that are not a user's request.
+SHUTDOWN = "shutdown"
+LEASE_LOST = "lease lost"
 
 
 def new_worker_id() -> str:
@@ -100,22 +104,32 @@ class WorkerEngine:
         return True
 
     async def stop(self, grace_seconds: float | None = None) -> None:
-        """Stop claiming; let running tasks finish within the grace period; requeue the rest."""
+        """Stop claiming; let running tasks finish within the grace period; requeue the rest.
+
+        A requeued attempt does not count against the task's budget (its ``max_attempts`` grows
+        by one): the task did not fail, its worker stopped. A worker that dies without this
+        (SIGKILL, a second signal, a crash) leaves its tasks to the reaper, which does count
+        the attempt, so a task that kills its worker every time still ends.
+        """
         self.claiming = False
         grace = settings.CLAWSITE_WORKER_GRACE_SECONDS if grace_seconds is None else grace_seconds
         futures = [e.future for e in self.running.values() if e.future is not None]
         if futures:
             await asyncio.wait(futures, timeout=grace)
+        # Stop the loop before cancelling, so that a claim already under way cannot start a
+        # task behind our back; its tasks are cancelled (and requeued) below like the others.
+        self._stopped.set()
+        self._wakeup.set()
+        if self._loop_task is not None:
+            await self._loop_task
         for task_id in list(self.running):
-            self.cancel(task_id, reason="shutdown")
+            self.cancel(task_id, reason=SHUTDOWN)
         futures = [e.future for e in self.running.values() if e.future is not None]
         if futures:
             await asyncio.wait(futures, timeout=5)
-        self._wakeup.set()
-        if self._loop_task is not None:
-            self._stopped.set()
-            await self._loop_task
         await run_in_db_thread(self._final_flush)
+        # Written, or (a tool that ignored its cancellation) left to the reaper.
+        self.running.clear()
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -142,7 +156,10 @@ class WorkerEngine:
         # A finished task frees its slot now, though its row is written below: the same round
         # trip that writes it claims its successor.
         for completion in completions:
-            self.running.pop(completion.task.id, None)
+            # Only the entry of this very attempt: the same task may have been claimed again.
+            entry = self.running.get(completion.task.id)
+            if entry is not None and entry.task is completion.task:
+                del self.running[completion.task.id]
         progress = self._take_dirty_progress()
         free = self.concurrency - len(self.running) if self.claiming else 0
         try:
@@ -159,7 +176,13 @@ class WorkerEngine:
         for task in claimed:
             entry = _Running(task)
             self.running[task.id] = entry
+            if task.cancel_requested:
+                # Cancelled while its last worker was lost or stopping: never run it again.
+                entry.cancel_reason = "Cancelled by request."
+                self._record_cancelled(entry, None)
+                continue
             entry.future = asyncio.create_task(self._run(entry))
+            entry.future.add_done_callback(functools.partial(self._on_done, entry))
         if claimed and len(claimed) == free:
             self._wakeup.set()  # there may be more waiting
 
@@ -203,12 +226,8 @@ class WorkerEngine:
             )
             completion.result, completion.cache_hit = outcome.result, outcome.cache_hit
         except asyncio.CancelledError:
-            if entry.cancel_reason == "shutdown":
-                completion.status = TaskStatus.QUEUED
-                completion.error = {"type": "worker_shutdown", "message": "The worker stopped."}
-            else:
-                completion.status = TaskStatus.CANCELLED
-                completion.error = {"type": "cancelled", "message": entry.cancel_reason or "Cancelled."}
+            self._record_cancelled(entry, started)
+            return
         except TimeoutError:
             self._fail(completion, ToolError("timeout", f"Timed out after {task.timeout:g} s.", retryable=True))
         except ToolError as error:
@@ -216,10 +235,40 @@ class WorkerEngine:
         except Exception as error:
             logger.exception("task %s: tool %s raised", task.id, task.tool)
             self._fail(completion, ToolError("internal_error", f"{type(error).__name__}: {error}"))
+        self._record(completion, started)
+
+    def _record(self, completion: Completion, started: float | None) -> None:
         completion.finished_at = timezone.now()
-        completion.duration_ms = (time.perf_counter() - started) * 1000
+        completion.duration_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
         self.completions.append(completion)
         self._wakeup.set()
+
+    def _record_cancelled(self, entry: _Running, started: float | None) -> None:
+        """The end of a cancelled attempt, by why it was cancelled."""
+        task = entry.task
+        if entry.cancel_reason == LEASE_LOST:
+            # Another worker owns the task now (or it was cancelled): its row is not ours to
+            # write, and the fenced write would be refused anyway.
+            if self.running.get(task.id) is entry:
+                del self.running[task.id]
+            return
+        completion = Completion(task=task, status=TaskStatus.CANCELLED)
+        if entry.cancel_reason == SHUTDOWN:
+            # Back to the queue. The attempt started but never failed, so it must not use up
+            # the task's budget: max_attempts grows by one (attempts still counts every
+            # execution started, as the contract says).
+            completion.status = TaskStatus.QUEUED
+            completion.max_attempts = task.max_attempts + 1
+            completion.error = {"type": "worker_shutdown", "message": "The worker stopped."}
+        else:
+            completion.error = {"type": "cancelled", "message": entry.cancel_reason or "Cancelled."}
+        self._record(completion, started)
+
+    def _on_done(self, entry: _Running, future: asyncio.Task[None]) -> None:
+        # A task cancelled before its first step never enters _run's try block: its end is
+        # recorded here, or the row would stay running until the reaper took it back.
+        if future.cancelled():
+            self._record_cancelled(entry, None)
 
     def _fail(self, completion: Completion, error: ToolError) -> None:
         task = completion.task
@@ -251,10 +300,17 @@ class WorkerEngine:
 
     async def _housekeeping(self) -> None:
         self._last_housekeeping = time.monotonic()
-        running_ids = list(self.running)
-        cancel_ids, reaped = await run_in_db_thread(self._renew_and_reap, running_ids)
+        running = {
+            task_id: entry.task.attempts
+            for task_id, entry in self.running.items()
+            if entry.future is not None and not entry.future.done()
+        }
+        cancel_ids, lost_ids, reaped = await run_in_db_thread(self._renew_and_reap, running)
         for task_id in cancel_ids:
             self.cancel(task_id)
+        for task_id in lost_ids:
+            logger.warning("task %s: lease lost, stopping this attempt", task_id)
+            self.cancel(task_id, reason=LEASE_LOST)
         if reaped:
             publish_task_changes(reaped)
             self._wakeup.set()
@@ -270,15 +326,37 @@ class WorkerEngine:
             },
         )
 
-    def _renew_and_reap(self, running_ids: list[str]) -> tuple[list[str], list[Task]]:
+    def _renew_and_reap(
+        self, running: dict[str, int]
+    ) -> tuple[list[str], list[str], list[Task]]:
+        """Renew the leases of the attempts this worker runs; return those to cancel (asked by a
+        user), those no longer ours (the lease expired and the reaper gave the task away: the
+        attempt must stop, lest two workers run the task), and the tasks reaped."""
         now = timezone.now()
         self._heartbeat()
         cancel_ids: list[str] = []
-        if running_ids:
-            mine = Task.objects.filter(id__in=running_ids, worker_id=self.worker_id, status=TaskStatus.RUNNING)
-            mine.update(lease_expires_at=now + self.lease)
-            cancel_ids = list(mine.filter(cancel_requested=True).values_list("id", flat=True))
-        return cancel_ids, reap_expired_leases(now)
+        lost_ids: list[str] = []
+        if running:
+            with transaction.atomic():
+                mine = Task.objects.filter(
+                    id__in=list(running), worker_id=self.worker_id, status=TaskStatus.RUNNING
+                )
+                mine.update(lease_expires_at=now + self.lease)
+                rows = {
+                    task_id: (attempts, cancel_requested)
+                    for task_id, attempts, cancel_requested in mine.values_list(
+                        "id", "attempts", "cancel_requested"
+                    )
+                }
+            for task_id, attempts in running.items():
+                row = rows.get(task_id)
+                if row is None or row[0] != attempts:
+                    lost_ids.append(task_id)
+                elif row[1]:
+                    cancel_ids.append(task_id)
+        with transaction.atomic():
+            reaped = reap_expired_leases(now)
+        return cancel_ids, lost_ids, reaped
 
     def _final_flush(self) -> None:
         completions, self.completions = self.completions, []
@@ -294,13 +372,14 @@ def reap_expired_leases(now: Any, limit: int = 500) -> list[Task]:
     expired = list(Task.objects.running().filter(lease_expires_at__lt=now).order_by("lease_expires_at")[:limit])
     changed = []
     for task in expired:
-        error = {"type": "lost", "message": f"Worker {task.worker_id} stopped renewing its lease."}
-        completion = Completion(
-            task=task,
-            status=TaskStatus.QUEUED if task.attempts < task.max_attempts else TaskStatus.FAILED,
-            error=error,
-            finished_at=now,
-        )
+        if task.cancel_requested:
+            status = TaskStatus.CANCELLED
+            error = {"type": "cancelled", "message": "Cancelled by request (its worker was lost)."}
+        else:
+            # The lost attempt counts: a task that kills its worker every time must end.
+            status = TaskStatus.QUEUED if task.attempts < task.max_attempts else TaskStatus.FAILED
+            error = {"type": "lost", "message": f"Worker {task.worker_id} stopped renewing its lease."}
+        completion = Completion(task=task, status=status, error=error, finished_at=now)
         changed.extend(store.complete_tasks(task.worker_id, [completion]))
     return changed
 

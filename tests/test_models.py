@@ -56,9 +56,9 @@ def test_the_claim_walks_its_index_and_looks_rows_up_by_key() -> None:
     """No temporary B-tree sorts the queue, and no status index scan of every queued row."""
     if connection.vendor != "sqlite":
         pytest.skip("SQLite query plan")
-    sql, params = store.claim_statement("w", 100, timezone.now(), timedelta(seconds=30))
+    params = ["running", "w", None, None, False, str(timezone.now() + timedelta(days=1)), 100]
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN QUERY PLAN " + sql.partition(" RETURNING ")[0], params)
+        cursor.execute("EXPLAIN QUERY PLAN " + store.claim_sql().partition(" RETURNING ")[0], params)
         plan = [str(row[-1]) for row in cursor.fetchall()]
     assert any("task_claim_idx" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
