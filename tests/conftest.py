@@ -72,7 +72,14 @@ def _drop_redis_keys() -> Any:
 def _db_threads(django_db_setup: Any, django_db_blocker: Any) -> Any:
     """Close the process's database threads before the test database is dropped."""
     yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
     from tasks_app.db import shutdown_db_threads
 
     with django_db_blocker.unblock():
         shutdown_db_threads()
+        # The async ORM calls of the tests ran in asgiref's shared thread: close its connection.
+        asyncio.run(sync_to_async(connections.close_all)())
