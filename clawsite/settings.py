@@ -192,6 +192,13 @@ CLAWSITE_WORKER_CONCURRENCY = envint("CLAWSITE_WORKER_CONCURRENCY", 8)
 CLAWSITE_WORKER_TICK_SECONDS = envfloat("CLAWSITE_WORKER_TICK_SECONDS", 1.0)
 CLAWSITE_LEASE_SECONDS = envfloat("CLAWSITE_LEASE_SECONDS", 30.0)
 CLAWSITE_WORKER_GRACE_SECONDS = envfloat("CLAWSITE_WORKER_GRACE_SECONDS", 20.0)
+# Retries of retryable failures wait base * 2**(attempt-1) seconds (with jitter), up to the max.
+CLAWSITE_RETRY_BASE_SECONDS = envfloat("CLAWSITE_RETRY_BASE_SECONDS", 1.0)
+CLAWSITE_RETRY_MAX_SECONDS = envfloat("CLAWSITE_RETRY_MAX_SECONDS", 300.0)
+# prune_tasks removes finished tasks older than this (0 keeps them forever).
+CLAWSITE_RESULT_RETENTION_DAYS = envfloat("CLAWSITE_RESULT_RETENTION_DAYS", 30.0)
+# Extra modules whose import registers tools (the kill tests' tools live in tests/, not here).
+CLAWSITE_EXTRA_TOOL_MODULES = envlist("CLAWSITE_EXTRA_TOOL_MODULES")
 CLAWSITE_WORKER_CHANNEL = "tasks"
 CLAWSITE_COMMAND_ALLOWLIST = envlist("CLAWSITE_COMMAND_ALLOWLIST")
 CLAWSITE_PYTHON_ENABLED = envbool("CLAWSITE_PYTHON_ENABLED", False)

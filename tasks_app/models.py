@@ -139,8 +139,11 @@ class Task(models.Model):
         )
 
     def request_cancel(self) -> None:
+        """Flag a running task for its worker. Not a change of the task object (the flag is not
+        part of it), so the version stays: the worker's next write of the row bumps it, and two
+        different states never share a version."""
         self.cancel_requested = True
-        self._save_changes("cancel_requested")
+        Task.objects.filter(pk=self.pk).update(cancel_requested=True)
 
     def requeue(self) -> None:
         """Queue a failed or cancelled task again, with a fresh budget of attempts."""

@@ -1,15 +1,18 @@
-"""When a failed attempt is tried again: exponential backoff with full jitter."""
+"""When a failed attempt is tried again: exponential backoff with jitter."""
 
 from __future__ import annotations
 
 import random
 from datetime import timedelta
 
-BASE_SECONDS = 1.0
-MAX_SECONDS = 300.0
+from django.conf import settings
 
 
 def backoff(attempt: int) -> timedelta:
-    """The wait before attempt ``attempt + 1``: up to 1 s, 2 s, 4 s, ... capped at 5 minutes."""
-    ceiling = min(MAX_SECONDS, BASE_SECONDS * 2 ** max(0, attempt - 1))
+    """The wait after failed attempt ``attempt`` (1-based): a random point in the upper half of
+    base, 2 base, 4 base, ... capped at the maximum. The jitter spreads the retries of tasks that
+    failed together (say, one endpoint went down) so they do not come back as one burst; the lower
+    bound keeps a retry from coming back at once."""
+    base = settings.CLAWSITE_RETRY_BASE_SECONDS
+    ceiling = min(settings.CLAWSITE_RETRY_MAX_SECONDS, base * 2 ** max(0, attempt - 1))
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))

@@ -6,6 +6,7 @@ Sync functions (ORM and ``store``); async callers run them through ``tasks_app.d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -115,7 +116,8 @@ def _submit(owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]]) -> lis
                     )
                 outcome.append((previous, False))
                 continue
-            task = _new_task(owner, submission, tool, now)
+            # One microsecond apart, so the claim's FIFO (created_at) keeps the batch's order.
+            task = _new_task(owner, submission, tool, now + timedelta(microseconds=index))
             if submission.idempotency_key:
                 existing[submission.idempotency_key] = task
             new.append(task)
@@ -130,7 +132,9 @@ def cancel_task(task: Task) -> Task:
     """Cancel a queued task at once; ask the worker to cancel a running one. ``conflict`` when
     the task already finished."""
     with transaction.atomic():
-        task = Task.objects.get(pk=task.pk)
+        # Locked on PostgreSQL, so a claim cannot slip between the check and the write (SQLite's
+        # IMMEDIATE transaction already excludes it; select_for_update is a no-op there).
+        task = Task.objects.select_for_update().get(pk=task.pk)
         if task.is_terminal:
             raise ApiError("conflict", f"The task is already {task.status}.")
         if task.status == TaskStatus.QUEUED:
@@ -145,7 +149,7 @@ def cancel_task(task: Task) -> Task:
 def retry_task(task: Task) -> Task:
     """Queue a failed or cancelled task again; ``conflict`` in any other state."""
     with transaction.atomic():
-        task = Task.objects.get(pk=task.pk)
+        task = Task.objects.select_for_update().get(pk=task.pk)
         if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             raise ApiError("conflict", f"Only failed or cancelled tasks can be retried, not {task.status}.")
         task.requeue()

@@ -7,6 +7,7 @@ Values are adapted and rows decoded by the model's own fields, so the ORM reads 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from .models import Task, TaskStatus
 _FIELDS = Task._meta.concrete_fields
 _TABLE = Task._meta.db_table
 _COLUMNS = ", ".join(connection.ops.quote_name(f.column) for f in _FIELDS)
+_CLAIM_INDEX = "task_claim_idx"
 _INSERT_SQL = (
     f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(_FIELDS))})"
 )
@@ -59,38 +61,54 @@ def insert_tasks(tasks: Sequence[Task]) -> None:
         cursor.executemany(_INSERT_SQL, params)
 
 
+def claim_sql() -> str:
+    """The claim statement for this connection's database (parameters: see the caller).
+
+    On PostgreSQL the candidates go through ``ARRAY(...)``, evaluated once: a plain
+    ``IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` may be planned as a sub-plan run again
+    for each outer row, which claims more than ``n`` rows, out of order (seen in the tests).
+    """
+    queued = TaskStatus.QUEUED.value
+    if connection.vendor == "sqlite":
+        source, lock, head, tail = f"{_TABLE} INDEXED BY {_CLAIM_INDEX}", "", "IN (", ")"
+    else:
+        source, lock, head, tail = _TABLE, " FOR UPDATE SKIP LOCKED", "= ANY(ARRAY(", "))"
+    return (
+        f"UPDATE {_TABLE} SET status = %s, worker_id = %s, attempts = attempts + 1, "
+        f"started_at = %s, lease_expires_at = %s, progress = NULL, cache_hit = %s, "
+        f"version = version + 1 "
+        f"WHERE id {head}SELECT id FROM {source} WHERE status = '{queued}' "
+        f"AND (run_after IS NULL OR run_after <= %s) "
+        f"ORDER BY priority DESC, created_at LIMIT %s{lock}{tail} "
+        f"AND status = '{queued}' "
+        f"RETURNING {_COLUMNS}"
+    )
+
+
 def claim_runnable_tasks(worker_id: str, limit: int, now: datetime, lease: timedelta) -> list[Task]:
     """Atomically move up to ``limit`` runnable tasks to ``running`` for ``worker_id``.
 
     Runnable: queued, ``run_after`` due; highest priority first, then oldest. One conditional
     UPDATE: on SQLite the IMMEDIATE transaction makes it the only writer, on PostgreSQL
     ``FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows.
+
+    ``status = 'queued'`` is a literal, not a parameter, so both databases can prove that the
+    partial index ``task_claim_idx`` applies; SQLite is told to use it (``INDEXED BY``), since
+    without statistics its planner prefers the status index and then sorts the whole queue.
     """
     if limit <= 0:
         return []
-    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    sql = (
-        f"UPDATE {_TABLE} SET status = %s, worker_id = %s, attempts = attempts + 1, "
-        f"started_at = %s, lease_expires_at = %s, progress = NULL, cache_hit = %s, "
-        f"version = version + 1 "
-        f"WHERE id IN (SELECT id FROM {_TABLE} WHERE status = %s "
-        f"AND (run_after IS NULL OR run_after <= %s) "
-        f"ORDER BY priority DESC, created_at LIMIT %s{lock}) AND status = %s "
-        f"RETURNING {_COLUMNS}"
-    )
     params = [
         TaskStatus.RUNNING,
         worker_id,
         _adapt("started_at", now),
         _adapt("lease_expires_at", now + lease),
         _adapt("cache_hit", False),
-        TaskStatus.QUEUED,
         _adapt("run_after", now),
         limit,
-        TaskStatus.QUEUED,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(claim_sql(), params)
         claimed = _decode(cursor.fetchall())
     claimed.sort(key=lambda t: (-t.priority, t.created_at))
     return claimed
@@ -111,6 +129,8 @@ class Completion:
     finished_at: datetime | None = None
     duration_ms: float | None = None
     run_after: datetime | None = None
+    # Set when the attempt must not count against the budget (requeued at a worker's shutdown).
+    max_attempts: int | None = None
 
     def apply(self) -> Task:
         """The task as it reads once this completion is written."""
@@ -132,6 +152,8 @@ class Completion:
         task.cache_hit = self.cache_hit
         task.run_after = self.run_after
         task.lease_expires_at = None
+        if self.max_attempts is not None:
+            task.max_attempts = self.max_attempts
         if self.status == TaskStatus.QUEUED:
             task.finished_at = None
             task.duration_ms = None
@@ -145,7 +167,7 @@ class Completion:
 _COMPLETE_SQL = (
     f"UPDATE {_TABLE} SET status = %s, result = %s, error = %s, cache_hit = %s, "
     f"finished_at = %s, duration_ms = %s, run_after = %s, attempt_log = %s, "
-    f"lease_expires_at = NULL, version = %s "
+    f"lease_expires_at = NULL, max_attempts = %s, version = %s "
     f"WHERE id = %s AND worker_id = %s AND attempts = %s AND status = %s"
 )
 
@@ -174,6 +196,7 @@ def complete_tasks(worker_id: str, completions: Sequence[Completion]) -> list[Ta
                 task.duration_ms,
                 _adapt("run_after", task.run_after),
                 _adapt("attempt_log", task.attempt_log),
+                task.max_attempts,
                 task.version,
                 task.id,
                 worker_id,
@@ -185,13 +208,27 @@ def complete_tasks(worker_id: str, completions: Sequence[Completion]) -> list[Ta
         cursor.executemany(_COMPLETE_SQL, params)
         if cursor.rowcount == len(params):
             return written
-        # Some rows were fenced off: find which, one by one (rare: only after a lost lease).
+        # Some rows were fenced off (rare: only after a lost lease): keep the tasks whose row
+        # reads as we wrote it. The reaper writes the same worker, attempt and version, so the
+        # status and error tell its write from ours.
         cursor.execute(
-            f"SELECT id, version FROM {_TABLE} WHERE id IN ({', '.join(['%s'] * len(written))})",
+            f"SELECT id, version, worker_id, attempts, status, error FROM {_TABLE} "
+            f"WHERE id IN ({', '.join(['%s'] * len(written))})",
             [t.id for t in written],
         )
-        versions = dict(cursor.fetchall())
-    return [t for t in written if versions.get(t.id) == t.version and t.worker_id == worker_id]
+        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    return [
+        t
+        for t in written
+        if (row := rows.get(t.id)) is not None
+        and (row[0], row[1], row[2], row[3]) == (t.version, worker_id, t.attempts, t.status)
+        and _load_json(row[4]) == t.error
+    ]
+
+
+def _load_json(value: Any) -> Any:
+    """A JSON column as read by a raw cursor: text on SQLite, already decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 _PROGRESS_SQL = (

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import secrets
+import socket
 import time
 from datetime import timedelta
 from typing import Any
@@ -35,6 +35,9 @@ from .store import Completion
 logger = logging.getLogger(__name__)
 
 PROGRESS_FLUSH_SECONDS = 0.25
+# Reasons for cancelling a running attempt that are not a user's request.
+SHUTDOWN = "shutdown"
+LEASE_LOST = "lease lost"
 
 
 def new_worker_id() -> str:
@@ -105,7 +108,7 @@ class WorkerEngine:
         if futures:
             await asyncio.wait(futures, timeout=grace)
         for task_id in list(self.running):
-            self.cancel(task_id, reason="shutdown")
+            self.cancel(task_id, reason=SHUTDOWN)
         futures = [e.future for e in self.running.values() if e.future is not None]
         if futures:
             await asyncio.wait(futures, timeout=5)
@@ -147,7 +150,10 @@ class WorkerEngine:
             self.completions[:0] = completions  # written next time, never dropped
             raise
         for completion in completions:
-            self.running.pop(completion.task.id, None)
+            # Only the entry of this very attempt: the same task may have been claimed again.
+            entry = self.running.get(completion.task.id)
+            if entry is not None and entry.task is completion.task:
+                del self.running[completion.task.id]
         self.processed += len(completions)
         changed = written + claimed
         if changed:
@@ -155,6 +161,10 @@ class WorkerEngine:
         for task in claimed:
             entry = _Running(task)
             self.running[task.id] = entry
+            if task.cancel_requested:
+                # Cancelled while its last worker was lost or stopping: never run it again.
+                self._finish_cancelled(entry, "Cancelled by request.")
+                continue
             entry.future = asyncio.create_task(self._run(entry))
         if claimed and len(claimed) == free:
             self._wakeup.set()  # there may be more waiting
@@ -197,8 +207,18 @@ class WorkerEngine:
             )
             completion.result, completion.cache_hit = outcome.result, outcome.cache_hit
         except asyncio.CancelledError:
-            if entry.cancel_reason == "shutdown":
+            if entry.cancel_reason == LEASE_LOST:
+                # Another worker owns the task now (or it was cancelled): its row is not ours
+                # to write, and the fenced write would be refused anyway.
+                if self.running.get(task.id) is entry:
+                    del self.running[task.id]
+                return
+            if entry.cancel_reason == SHUTDOWN:
+                # Back to the queue. The attempt started but never failed, so it must not use up
+                # the task's budget: max_attempts grows by one (attempts still counts every
+                # execution started, as the contract says).
                 completion.status = TaskStatus.QUEUED
+                completion.max_attempts = task.max_attempts + 1
                 completion.error = {"type": "worker_shutdown", "message": "The worker stopped."}
             else:
                 completion.status = TaskStatus.CANCELLED
@@ -213,6 +233,19 @@ class WorkerEngine:
         completion.finished_at = timezone.now()
         completion.duration_ms = (time.perf_counter() - started) * 1000
         self.completions.append(completion)
+        self._wakeup.set()
+
+    def _finish_cancelled(self, entry: _Running, message: str) -> None:
+        now = timezone.now()
+        self.completions.append(
+            Completion(
+                task=entry.task,
+                status=TaskStatus.CANCELLED,
+                error={"type": "cancelled", "message": message},
+                finished_at=now,
+                duration_ms=0.0,
+            )
+        )
         self._wakeup.set()
 
     def _fail(self, completion: Completion, error: ToolError) -> None:
@@ -245,10 +278,17 @@ class WorkerEngine:
 
     async def _housekeeping(self) -> None:
         self._last_housekeeping = time.monotonic()
-        running_ids = list(self.running)
-        cancel_ids, reaped = await run_in_db_thread(self._renew_and_reap, running_ids)
+        running = {
+            task_id: entry.task.attempts
+            for task_id, entry in self.running.items()
+            if entry.future is not None and not entry.future.done()
+        }
+        cancel_ids, lost_ids, reaped = await run_in_db_thread(self._renew_and_reap, running)
         for task_id in cancel_ids:
             self.cancel(task_id)
+        for task_id in lost_ids:
+            logger.warning("task %s: lease lost, stopping this attempt", task_id)
+            self.cancel(task_id, reason=LEASE_LOST)
         if reaped:
             publish_task_changes(reaped)
             self._wakeup.set()
@@ -264,15 +304,37 @@ class WorkerEngine:
             },
         )
 
-    def _renew_and_reap(self, running_ids: list[str]) -> tuple[list[str], list[Task]]:
+    def _renew_and_reap(
+        self, running: dict[str, int]
+    ) -> tuple[list[str], list[str], list[Task]]:
+        """Renew the leases of the attempts this worker runs; return those to cancel (asked by a
+        user), those no longer ours (the lease expired and the reaper gave the task away: the
+        attempt must stop, lest two workers run the task), and the tasks reaped."""
         now = timezone.now()
         self._heartbeat()
         cancel_ids: list[str] = []
-        if running_ids:
-            mine = Task.objects.filter(id__in=running_ids, worker_id=self.worker_id, status=TaskStatus.RUNNING)
-            mine.update(lease_expires_at=now + self.lease)
-            cancel_ids = list(mine.filter(cancel_requested=True).values_list("id", flat=True))
-        return cancel_ids, reap_expired_leases(now)
+        lost_ids: list[str] = []
+        if running:
+            with transaction.atomic():
+                mine = Task.objects.filter(
+                    id__in=list(running), worker_id=self.worker_id, status=TaskStatus.RUNNING
+                )
+                mine.update(lease_expires_at=now + self.lease)
+                rows = {
+                    task_id: (attempts, cancel_requested)
+                    for task_id, attempts, cancel_requested in mine.values_list(
+                        "id", "attempts", "cancel_requested"
+                    )
+                }
+            for task_id, attempts in running.items():
+                row = rows.get(task_id)
+                if row is None or row[0] != attempts:
+                    lost_ids.append(task_id)
+                elif row[1]:
+                    cancel_ids.append(task_id)
+        with transaction.atomic():
+            reaped = reap_expired_leases(now)
+        return cancel_ids, lost_ids, reaped
 
     def _final_flush(self) -> None:
         completions, self.completions = self.completions, []
@@ -288,13 +350,14 @@ def reap_expired_leases(now: Any, limit: int = 500) -> list[Task]:
     expired = list(Task.objects.running().filter(lease_expires_at__lt=now).order_by("lease_expires_at")[:limit])
     changed = []
     for task in expired:
-        error = {"type": "lost", "message": f"Worker {task.worker_id} stopped renewing its lease."}
-        completion = Completion(
-            task=task,
-            status=TaskStatus.QUEUED if task.attempts < task.max_attempts else TaskStatus.FAILED,
-            error=error,
-            finished_at=now,
-        )
+        if task.cancel_requested:
+            status = TaskStatus.CANCELLED
+            error = {"type": "cancelled", "message": "Cancelled by request (its worker was lost)."}
+        else:
+            # The lost attempt counts: a task that kills its worker every time must end.
+            status = TaskStatus.QUEUED if task.attempts < task.max_attempts else TaskStatus.FAILED
+            error = {"type": "lost", "message": f"Worker {task.worker_id} stopped renewing its lease."}
+        completion = Completion(task=task, status=status, error=error, finished_at=now)
         changed.extend(store.complete_tasks(task.worker_id, [completion]))
     return changed
 

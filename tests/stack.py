@@ -75,9 +75,11 @@ class Stack:
         output = self.manage("create_api_token", username, *(["--staff"] if staff else []))
         return output.strip().splitlines()[-1]
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the process)
-        return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            argv, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def start_web(self) -> None:
         self.web = self._spawn("daphne", [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "clawsite.asgi:application"])
@@ -91,7 +93,7 @@ class Stack:
             return False
 
     def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
-        worker = self._spawn(f"worker-{len(self.workers)}", [PYTHON, "manage.py", "runworker", "tasks"])
+        worker = self._spawn(f"worker-{len(self.workers)}", [PYTHON, "manage.py", "runworker", "tasks"], env)
         self.workers.append(worker)
         return worker
 

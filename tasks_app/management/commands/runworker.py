@@ -23,12 +23,17 @@ from tasks_app.worker import get_engine
 logger = logging.getLogger("clawsite.worker")
 
 START_MESSAGE = {"type": "worker.start"}
+# The consumer joins the workers' group on its start message. Membership is lost when Redis
+# restarts empty and expires after channels-redis's group_expiry (a day), so it is renewed
+# after any receive failure and every REJOIN_SECONDS (group_add is idempotent).
+REJOIN_SECONDS = 600.0
 
 
 class DurableWorker(Worker):
     async def handle(self) -> None:
         loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
+        self.rejoin = False
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal)
         listeners = [asyncio.create_task(self.listener(channel)) for channel in self.channels]
@@ -49,12 +54,19 @@ class DurableWorker(Worker):
 
     async def keep_consumers(self) -> None:
         """Start each channel's consumer now, and again whenever it died (say, Redis went away
-        under its receive): the start message has it rejoin the workers' group."""
+        under its group_add); have it rejoin the workers' group after a receive failure (Redis
+        may have restarted empty) and every REJOIN_SECONDS."""
+        joined = 0.0
+        loop = asyncio.get_running_loop()
         while True:
+            rejoin = self.rejoin or loop.time() - joined >= REJOIN_SECONDS
+            self.rejoin = False
             for channel in self.channels:
-                if channel not in self.application_instances:
+                if rejoin or channel not in self.application_instances:
                     scope = {"type": "channel", "channel": channel}
                     await self.get_or_create_application_instance(channel, scope).put(START_MESSAGE)
+            if rejoin:
+                joined = loop.time()
             await asyncio.sleep(1)
 
     async def listener(self, channel: str) -> None:
@@ -65,6 +77,7 @@ class DurableWorker(Worker):
                 raise
             except Exception:
                 logger.warning("channel layer receive failed; retrying", exc_info=True)
+                self.rejoin = True
                 await asyncio.sleep(1)
                 continue
             if not message.get("type"):

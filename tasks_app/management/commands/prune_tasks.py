@@ -1,0 +1,63 @@
+"""``manage.py prune_tasks``: delete finished tasks past the retention period, in batches.
+
+Batches keep each write transaction short, so workers and requests sharing a SQLite file wait
+for one batch at most, never for the whole purge.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.utils import timezone
+
+from tasks_app.models import Task
+
+
+def prune_finished_tasks(older_than: timedelta, batch_size: int = 1000, dry_run: bool = False) -> int:
+    """Delete (or, with ``dry_run``, count) the tasks that finished before now - ``older_than``."""
+    cutoff = timezone.now() - older_than
+    stale = Task.objects.finished().filter(finished_at__lt=cutoff)
+    if dry_run:
+        return stale.count()
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(stale.order_by("finished_at").values_list("id", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            Task.objects.filter(id__in=ids).delete()
+        deleted += len(ids)
+
+
+class Command(BaseCommand):
+    help = "Delete finished tasks (succeeded, failed, cancelled) older than the retention period."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=float,
+            default=None,
+            metavar="DAYS",
+            help="Retention in days (default: CLAWSITE_RESULT_RETENTION_DAYS).",
+        )
+        parser.add_argument("--batch-size", type=int, default=1000)
+        parser.add_argument("--dry-run", action="store_true", help="Count, delete nothing.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1.")
+        days = options["older_than"]
+        if days is None:
+            days = settings.CLAWSITE_RESULT_RETENTION_DAYS
+            if days <= 0:
+                self.stdout.write("Retention is off (CLAWSITE_RESULT_RETENTION_DAYS=0): nothing pruned.")
+                return
+        if days < 0:
+            raise CommandError("--older-than must be 0 or more days.")
+        count = prune_finished_tasks(timedelta(days=days), options["batch_size"], options["dry_run"])
+        verb = "Would delete" if options["dry_run"] else "Deleted"
+        self.stdout.write(f"{verb} {count} finished task(s) older than {days:g} day(s).")
