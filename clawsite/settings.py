@@ -206,6 +206,24 @@ CLAWSITE_HTTP_ALLOW_PRIVATE = envbool("CLAWSITE_HTTP_ALLOW_PRIVATE", False)
 CLAWSITE_LLM_BASE_URL = os.environ.get("CLAWSITE_LLM_BASE_URL", "")
 CLAWSITE_LLM_API_KEY = os.environ.get("CLAWSITE_LLM_API_KEY", "")
 CLAWSITE_LLM_MODEL = os.environ.get("CLAWSITE_LLM_MODEL", "")
+# run_python's child process limits (CPU seconds come from the timeout).
+CLAWSITE_PYTHON_MEMORY_MB = envint("CLAWSITE_PYTHON_MEMORY_MB", 512)
+CLAWSITE_PYTHON_MAX_FILE_MB = envint("CLAWSITE_PYTHON_MAX_FILE_MB", 16)
+# Tool cache (tools_app.cache): seconds an answer is kept, per tool (0 turns a tool's cache off).
+CLAWSITE_CACHE_ENABLED = envbool("CLAWSITE_CACHE_ENABLED", True)
+CLAWSITE_CACHE_TTL = {
+    "read_file": envint("CLAWSITE_CACHE_TTL_READ_FILE", 300),
+    "list_directory": envint("CLAWSITE_CACHE_TTL_LIST_DIRECTORY", 300),
+    "file_info": envint("CLAWSITE_CACHE_TTL_FILE_INFO", 300),
+    "search_files": envint("CLAWSITE_CACHE_TTL_SEARCH_FILES", 600),
+    "hash_file": envint("CLAWSITE_CACHE_TTL_HASH_FILE", 3600),
+}
+# A read_file answer is cached only from this many bytes on. A Redis hit measured slower than a
+# read from the page cache at every size up to read_file's 10 MiB cap (scripts/measure_cache.py;
+# README "Tools"), so the default is above the cap: off. Lower it for slow (network) disks.
+CLAWSITE_CACHE_READ_FILE_MIN_BYTES = envint("CLAWSITE_CACHE_READ_FILE_MIN_BYTES", 16 * 1024 * 1024)
+# An answer that depends on something changed this recently is not cached: timestamps are coarse.
+CLAWSITE_CACHE_RACY_SECONDS = envfloat("CLAWSITE_CACHE_RACY_SECONDS", 2.0)
 
 LOGGING = {
     "version": 1,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ToolError
+from .fingerprint import CacheBasis
 from .workspace import Workspace
 
 
@@ -36,6 +38,22 @@ class ToolContext:
     timeout: float | None = None
     report_progress: ProgressCallback = field(default=lambda done, total, message: None)
 
+    def limit(self, own: float | None) -> float | None:
+        """A tool's own ``timeout`` argument, capped by the task's."""
+        if own is None:
+            return self.timeout
+        return own if self.timeout is None else min(own, self.timeout)
+
+    def progress_from_thread(self) -> ProgressCallback:
+        """A reporter that blocking code in another thread may call: the worker's reporter
+        touches asyncio objects, so each call is handed to this event loop."""
+        loop = asyncio.get_running_loop()
+
+        def report(done: int | None, total: int | None, message: str) -> None:
+            loop.call_soon_threadsafe(self.report_progress, done, total, message)
+
+        return report
+
 
 class Tool:
     name: ClassVar[str]
@@ -52,6 +70,12 @@ class Tool:
 
     async def run(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
         raise NotImplementedError
+
+    def cache_basis(self, args: Any, workspace: Workspace) -> CacheBasis | None:
+        """Cacheable tools: what the answer depends on (see tools_app.fingerprint), or None to
+        leave this call uncached. Blocking. It resolves and checks the path like ``run`` does,
+        so a cache hit passes the same workspace check as any call."""
+        return None
 
     def parse_args(self, raw: dict[str, Any]) -> ToolArgs:
         """Validate ``raw``; raises pydantic's ValidationError."""
@@ -72,7 +96,7 @@ _REGISTRY: dict[str, Tool] = {}
 T = TypeVar("T", bound=type[Tool])
 
 
-def register(cls: T) -> T:
+def register[T: type[Tool]](cls: T) -> T:
     """Class decorator: make the tool available under its ``name``."""
     if cls.name in _REGISTRY:
         raise ValueError(f"tool {cls.name!r} registered twice")
@@ -97,8 +121,21 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 async def offload(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking file-system work (stat, listdir, realpath) off the event loop."""
+    """Run short blocking work (stat, listdir, realpath, a Redis round trip) off the event loop."""
     return await asyncio.to_thread(fn, *args)
+
+
+_long_jobs: ThreadPoolExecutor | None = None
+
+
+async def offload_long(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run long blocking work (a search, a hash of a large file) off the event loop, in threads
+    of its own: a few slow tools must not take every thread of the default pool, where short
+    work (aiofiles, ``offload``) of the other tasks waits."""
+    global _long_jobs
+    if _long_jobs is None:
+        _long_jobs = ThreadPoolExecutor(max_workers=32, thread_name_prefix="clawsite-tool")
+    return await asyncio.get_running_loop().run_in_executor(_long_jobs, fn, *args)
 
 
 __all__ = [
@@ -109,6 +146,7 @@ __all__ = [
     "all_tools",
     "get_tool",
     "offload",
+    "offload_long",
     "register",
     "validation_details",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import cache
 from .errors import ToolError
 from .registry import ProgressCallback, ToolContext, get_tool, offload
 from .workspace import Workspace
@@ -56,4 +57,13 @@ async def run_tool(
     ctx = ToolContext(workspace=workspace, user=owner, timeout=timeout)
     if report_progress is not None:
         ctx.report_progress = report_progress
-    return ToolOutcome(result=await tool.run(args, ctx))
+    if not tool.cacheable:
+        return ToolOutcome(result=await tool.run(args, ctx))
+    # The lookup resolves and checks the path on every call: a hit is refused like a run would be.
+    found = await offload(cache.lookup, tool, args, workspace)
+    if found.result is not None:
+        return ToolOutcome(result=found.result, cache_hit=True)
+    result = await tool.run(args, ctx)
+    if found.key is not None:
+        await offload(cache.store, tool, found.key, result)
+    return ToolOutcome(result=result)

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from tools_app import api as tools_api
+
 from . import views
 
 urlpatterns = [
@@ -11,4 +13,5 @@ urlpatterns = [
     path("tasks/<str:task_id>/cancel", views.cancel, name="api-task-cancel"),
     path("tasks/<str:task_id>/retry", views.retry, name="api-task-retry"),
     path("openapi.json", views.openapi, name="api-openapi"),
+    path("cache", tools_api.cache, name="api-cache"),
 ]

@@ -33,4 +33,6 @@ class CreateDirectory(Tool):
             raise ToolError("already_exists", f"{args.path!r} exists and is not a folder") from None
         except FileNotFoundError:
             raise ToolError("not_found", f"the parent of {args.path!r} does not exist") from None
+        except NotADirectoryError:
+            raise ToolError("not_a_directory", f"a parent of {args.path!r} is a file") from None
         return {"path": ctx.workspace.relative(path), "created": True}

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import ToolError
+from ..fingerprint import CacheBasis, relative_name, tree_basis, walk_tree
 from ..registry import Tool, ToolArgs, ToolContext, offload, register
 from ..workspace import Workspace, WorkspacePath
 
@@ -18,41 +20,36 @@ class ListDirectoryArgs(ToolArgs):
     include_hidden: bool = False
 
 
-def _entry_type(entry: os.DirEntry[str]) -> str:
-    if entry.is_symlink():
+def entry_type(mode: int) -> str:
+    if stat.S_ISLNK(mode):
         return "symlink"
-    if entry.is_dir(follow_symlinks=False):
+    if stat.S_ISDIR(mode):
         return "directory"
-    return "file" if entry.is_file(follow_symlinks=False) else "other"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
+def iso_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def list_entries(workspace: Workspace, root: Path, recursive: bool, hidden: bool) -> list[dict[str, Any]]:
     """Blocking: the entries under ``root``, sorted by path. Symlinked folders are not followed."""
     entries: list[dict[str, Any]] = []
-    pending = [root]
-    while pending:
-        folder = pending.pop()
-        with os.scandir(folder) as scan:
-            for entry in scan:
-                if not hidden and entry.name.startswith("."):
-                    continue
-                kind = _entry_type(entry)
-                stat = entry.stat(follow_symlinks=False)
-                entries.append(
-                    {
-                        "name": entry.name,
-                        "path": workspace.relative(Path(entry.path)),
-                        "type": kind,
-                        "size": stat.st_size if kind == "file" else None,
-                        "modified": datetime.fromtimestamp(stat.st_mtime, UTC)
-                        .isoformat()
-                        .replace("+00:00", "Z"),
-                    }
-                )
-                if len(entries) > MAX_ENTRIES:
-                    raise ToolError("too_many_entries", f"more than {MAX_ENTRIES} entries")
-                if recursive and kind == "directory":
-                    pending.append(Path(entry.path))
+    base = workspace.relative(root)
+    for entry, st in walk_tree(root, recursive, hidden):
+        kind = entry_type(st.st_mode)
+        relative = relative_name(root, entry.path)
+        entries.append(
+            {
+                "name": entry.name,
+                "path": relative if base == "." else f"{base}/{relative}",
+                "type": kind,
+                "size": st.st_size if kind == "file" else None,
+                "modified": iso_time(st.st_mtime),
+            }
+        )
+        if len(entries) > MAX_ENTRIES:
+            raise ToolError("too_many_entries", f"more than {MAX_ENTRIES} entries")
     entries.sort(key=lambda item: item["path"])
     return entries
 
@@ -60,10 +57,17 @@ def list_entries(workspace: Workspace, root: Path, recursive: bool, hidden: bool
 @register
 class ListDirectory(Tool):
     name = "list_directory"
-    description = "List a folder of the workspace (recursively if asked)."
+    description = "List a folder of the workspace (recursively if asked; symlinks not followed)."
     Args = ListDirectoryArgs
     read_only = True
     cacheable = True
+
+    def cache_basis(self, args: ListDirectoryArgs, workspace: Workspace) -> CacheBasis | None:
+        path = workspace.resolve(args.path)
+        if not os.path.isdir(path):
+            return None
+        normalized = {**args.model_dump(), "path": str(path)}
+        return tree_basis(workspace, path, normalized, args.recursive, args.include_hidden)
 
     async def run(self, args: ListDirectoryArgs, ctx: ToolContext) -> dict[str, Any]:
         path = await offload(ctx.workspace.resolve, args.path)
@@ -75,4 +79,6 @@ class ListDirectory(Tool):
             raise ToolError("not_found", f"{args.path!r} does not exist") from None
         except NotADirectoryError:
             raise ToolError("not_a_directory", f"{args.path!r} is not a folder") from None
+        except PermissionError:
+            raise ToolError("permission_denied", f"{args.path!r} cannot be listed") from None
         return {"entries": entries}

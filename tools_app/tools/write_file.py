@@ -38,7 +38,10 @@ class WriteFile(Tool):
         exists = await aiofiles.os.path.exists(path)
         if exists and not args.overwrite and not args.append:
             raise ToolError("already_exists", f"{args.path!r} exists and overwrite is false")
-        await aiofiles.os.makedirs(path.parent, exist_ok=True)
+        try:
+            await aiofiles.os.makedirs(path.parent, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ToolError("not_a_directory", f"a parent of {args.path!r} is a file") from None
         data = args.content.encode()
         if args.append:
             async with aiofiles.open(path, "ab") as handle:

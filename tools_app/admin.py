@@ -1,0 +1,57 @@
+"""The tool cache's page in the admin: its statistics, and buttons to invalidate one tool's
+answers or clear them all. A custom admin view (the cache has no model), linked from the index."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, URLResolver, path
+
+from .cache import cacheable_tool_names, get_cache_stats, invalidate
+
+
+def cache_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        tool = request.POST.get("tool") or None
+        if tool is not None and tool not in cacheable_tool_names():
+            messages.error(request, f"{tool!r} is not a cacheable tool.")
+        else:
+            deleted = invalidate(tool=tool)
+            what = f"of {tool}" if tool else "of every tool"
+            messages.success(request, f"Deleted {deleted} cached answer(s) {what}.")
+        return redirect("admin:tools_cache")
+    stats = get_cache_stats()
+    rows = [
+        {"tool": name, "ttl": settings.CLAWSITE_CACHE_TTL.get(name, 0), **values}
+        for name, values in stats["by_tool"].items()
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Tool cache",
+        "stats": stats,
+        "rows": rows,
+        "enabled": settings.CLAWSITE_CACHE_ENABLED,
+        "read_file_min_bytes": settings.CLAWSITE_CACHE_READ_FILE_MIN_BYTES,
+    }
+    return TemplateResponse(request, "admin/tools_app/cache.html", context)
+
+
+def _with_cache_page(
+    previous: Callable[[], list[URLPattern | URLResolver]],
+) -> Callable[[], list[URLPattern | URLResolver]]:
+    # Chains whatever get_urls was before, so other pages added the same way stay reachable.
+    def get_urls() -> list[URLPattern | URLResolver]:
+        page = path("tools/cache/", admin.site.admin_view(cache_view), name="tools_cache")
+        return [page, *previous()]
+
+    return get_urls
+
+
+admin.site.get_urls = _with_cache_page(admin.site.get_urls)  # type: ignore[method-assign]
+
+

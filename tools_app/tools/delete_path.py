@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import stat
+from typing import Any
+
+from pydantic import field_validator
+
+from ..errors import ToolError
+from ..registry import Tool, ToolArgs, ToolContext, offload, register
+from ..workspace import Workspace, WorkspacePath
+
+
+class DeletePathArgs(ToolArgs):
+    path: WorkspacePath
+    recursive: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def not_the_workspace(cls, path: str) -> str:
+        if posixpath.normpath(path or ".") == ".":
+            raise ValueError("the workspace itself cannot be deleted")
+        return path
+
+
+def delete_entry(workspace: Workspace, path: str, recursive: bool) -> str:
+    """Blocking. Deletes the entry itself: a symlink is removed, never what it points to, so
+    only its folder is resolved (and must be inside the workspace)."""
+    folder, name = posixpath.split(path.rstrip("/"))
+    if name in ("", ".", ".."):
+        target = workspace.resolve(path)  # a folder reached through "..": no link to spare
+    else:
+        target = workspace.resolve(folder or ".") / name
+    if target == workspace.root:
+        raise ToolError("forbidden_path", "the workspace itself cannot be deleted")
+    try:
+        mode = os.lstat(target).st_mode
+        if stat.S_ISDIR(mode):
+            if recursive:
+                # rmtree does not follow symlinks inside the tree (fd-based on Linux).
+                shutil.rmtree(target)
+            else:
+                os.rmdir(target)
+        else:
+            os.unlink(target)
+    except FileNotFoundError:
+        raise ToolError("not_found", f"{path!r} does not exist") from None
+    except OSError as exc:
+        if not recursive and exc.errno == 39:  # ENOTEMPTY
+            raise ToolError("not_empty", f"{path!r} is a non-empty folder; set recursive") from None
+        raise ToolError("delete_failed", f"{path!r}: {exc.strerror}") from None
+    return workspace.relative(target)
+
+
+@register
+class DeletePath(Tool):
+    name = "delete_path"
+    description = "Delete a file, symlink or folder of the workspace (a non-empty folder only with recursive)."
+    Args = DeletePathArgs
+
+    async def run(self, args: DeletePathArgs, ctx: ToolContext) -> dict[str, Any]:
+        deleted = await offload(delete_entry, ctx.workspace, args.path, args.recursive)
+        return {"path": deleted, "deleted": True}

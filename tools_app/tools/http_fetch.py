@@ -1,0 +1,168 @@
+"""http_fetch: an HTTP(S) request to a public address, with limits on size, time and redirects.
+
+Against server-side request forgery the host is resolved here, every address it resolves to
+must be public (not private, loopback, link-local, cloud metadata, unspecified, multicast,
+reserved) unless ``CLAWSITE_HTTP_ALLOW_PRIVATE``, and the connection goes to the address that
+was checked (the Host header and TLS SNI keep the name), so a second DNS answer cannot
+rebind it. Redirects are followed by hand, each hop checked the same way. Proxies from the
+environment are ignored: a proxy would connect where we did not check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any, Literal
+
+import httpx
+from django.conf import settings
+from pydantic import Field, field_validator
+
+from ..errors import ToolError
+from ..registry import Tool, ToolArgs, ToolContext, register
+
+MAX_REDIRECTS = 5
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+CREDENTIAL_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class HttpFetchArgs(ToolArgs):
+    url: str = Field(max_length=8192)
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict, max_length=100)
+    timeout: float = Field(10.0, gt=0, le=300)
+    max_bytes: int = Field(1_000_000, ge=0, le=50_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def http_url(cls, url: str) -> str:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ValueError(f"invalid URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError("the URL must be http:// or https:// with a host")
+        return url
+
+    @field_validator("headers")
+    @classmethod
+    def no_host_header(cls, headers: dict[str, str]) -> dict[str, str]:
+        if any(name.lower() == "host" for name in headers):
+            raise ValueError("the Host header comes from the URL")
+        return headers
+
+
+def address_allowed(address: IPAddress) -> bool:
+    """Only globally routable unicast addresses; IPv4 inside IPv6 (mapped, NAT64) is unwrapped."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in NAT64:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+async def checked_address(host: str, port: int) -> str:
+    """The address to connect to for ``host``; ToolError ``address_not_allowed`` when any
+    address the name resolves to is not public (a mixed answer could be raced)."""
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ToolError("dns_error", f"cannot resolve {host!r}: {exc}", retryable=True) from None
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+    if not addresses:
+        raise ToolError("dns_error", f"{host!r} has no address", retryable=True)
+    if not settings.CLAWSITE_HTTP_ALLOW_PRIVATE:
+        refused = [str(a) for a in addresses if not address_allowed(a)]
+        if refused:
+            raise ToolError(
+                "address_not_allowed",
+                f"{host!r} resolves to a non-public address ({', '.join(refused)}); refused",
+            )
+    return str(addresses[0])
+
+
+async def _read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            return bytes(body[:max_bytes]), True
+    return bytes(body), False
+
+
+async def fetch(args: HttpFetchArgs, time_limit: float) -> dict[str, Any]:
+    method = args.method
+    headers = dict(args.headers)
+    url = httpx.URL(args.url)
+    async with httpx.AsyncClient(timeout=time_limit, follow_redirects=False, trust_env=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            port = url.port or (443 if url.scheme == "https" else 80)
+            address = await checked_address(url.host, port)
+            extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+            request = client.build_request(
+                method,
+                url.copy_with(host=address),
+                headers={**headers, "Host": url.netloc.decode("ascii")},
+                extensions=extensions,
+            )
+            response = await client.send(request, stream=True)
+            try:
+                location = response.headers.get("location")
+                if response.is_redirect and location:
+                    following = url.join(location)
+                    if following.scheme not in ("http", "https"):
+                        raise ToolError("invalid_redirect", f"redirect to {following.scheme!r} refused")
+                    if (following.scheme, following.host, following.port) != (url.scheme, url.host, url.port):
+                        headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+                    if response.status_code == 303 or (
+                        response.status_code in (301, 302) and method == "POST"
+                    ):
+                        method = "GET"
+                    url = following
+                    continue
+                body, truncated = await _read_body(response, args.max_bytes)
+            finally:
+                await response.aclose()
+            return {
+                "status": response.status_code,
+                "url": str(url),
+                "headers": {name: ", ".join(response.headers.get_list(name)) for name in response.headers},
+                "body": body.decode(response.encoding or "utf-8", "replace"),
+                "truncated": truncated,
+            }
+    raise ToolError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
+
+
+@register
+class HttpFetch(Tool):
+    name = "http_fetch"
+    description = (
+        "Fetch a URL over HTTP(S) from a public address (private, loopback, link-local and "
+        "metadata addresses refused unless CLAWSITE_HTTP_ALLOW_PRIVATE); size and time limited."
+    )
+    Args = HttpFetchArgs
+
+    async def run(self, args: HttpFetchArgs, ctx: ToolContext) -> dict[str, Any]:
+        timeout = ctx.limit(args.timeout) or args.timeout
+        try:
+            return await asyncio.wait_for(fetch(args, timeout), timeout)
+        except (TimeoutError, httpx.TimeoutException):
+            raise ToolError("timeout", f"no complete answer within {timeout:g} s", retryable=True) from None
+        except httpx.TransportError as exc:
+            raise ToolError("connection_error", f"{type(exc).__name__}: {exc}", retryable=True) from None
+        except (httpx.InvalidURL, httpx.HTTPError) as exc:
+            raise ToolError("http_error", f"{type(exc).__name__}: {exc}") from None
