@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from .models import Task, TaskStatus
 
@@ -26,38 +26,62 @@ _INSERT_SQL = (
 )
 
 
-def _decoders() -> list[list[Any]]:
-    """Per column, the converters the ORM itself would apply when reading it."""
-    decoders = []
-    for field in _FIELDS:
-        column = field.get_col(_TABLE)
-        decoders.append(
-            connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-        )
-    return decoders
+# Columns whose Python value is already what the database driver takes (the field's own
+# get_db_prep_save would return it unchanged): the batch insert skips the per-value call.
+_PLAIN_TYPES = frozenset({
+    "CharField", "IntegerField", "PositiveIntegerField", "SmallIntegerField",
+    "PositiveSmallIntegerField", "BigIntegerField", "FloatField", "BooleanField", "ForeignKey",
+})
+_FIELD_BY_NAME = {f.name: f for f in _FIELDS}
+_ATTNAMES = [f.attname for f in _FIELDS]
+
+
+def _db() -> Any:
+    """This thread's connection wrapper, looked up once per batch rather than per value (each
+    attribute of the ``connection`` proxy is a thread-local lookup: 30% of a batch's time)."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def _decode(rows: Iterable[Sequence[Any]]) -> list[Task]:
-    decoders = _decoders()
+    """Rows (all columns, in field order) as Task instances, through the converters the ORM
+    itself would apply; columns without converters are taken as they are."""
+    db = _db()
+    plan = []
+    for index, field in enumerate(_FIELDS):
+        column = field.get_col(_TABLE)
+        converters = db.ops.get_db_converters(column) + field.get_db_converters(db)
+        if converters:
+            plan.append((index, column, converters))
     tasks = []
     for row in rows:
-        values = []
-        for field, decode, value in zip(_FIELDS, decoders, row, strict=True):
-            for converter in decode:
-                value = converter(value, field.get_col(_TABLE), connection)
-            values.append(value)
-        tasks.append(Task.from_db("default", [f.attname for f in _FIELDS], values))
+        values = list(row)
+        for index, column, converters in plan:
+            value = values[index]
+            for converter in converters:
+                value = converter(value, column, db)
+            values[index] = value
+        tasks.append(Task.from_db(DEFAULT_DB_ALIAS, _ATTNAMES, values))
     return tasks
 
 
 def _adapt(field_name: str, value: Any) -> Any:
-    return Task._meta.get_field(field_name).get_db_prep_save(value, connection)
+    return _FIELD_BY_NAME[field_name].get_db_prep_save(value, _db())
 
 
 def insert_tasks(tasks: Sequence[Task]) -> None:
     """Insert new tasks in one statement (the caller holds the transaction)."""
-    params = [[f.get_db_prep_save(getattr(t, f.attname), connection) for f in _FIELDS] for t in tasks]
-    with connection.cursor() as cursor:
+    db = _db()
+    prepare = [
+        None if f.get_internal_type() in _PLAIN_TYPES else f.get_db_prep_save for f in _FIELDS
+    ]
+    params = []
+    for task in tasks:
+        values = [getattr(task, name) for name in _ATTNAMES]
+        for index, prep in enumerate(prepare):
+            if prep is not None:
+                values[index] = prep(values[index], db)
+        params.append(values)
+    with db.cursor() as cursor:
         cursor.executemany(_INSERT_SQL, params)
 
 
@@ -69,10 +93,15 @@ def claim_sql() -> str:
     for each outer row, which claims more than ``n`` rows, out of order (seen in the tests).
     """
     queued = TaskStatus.QUEUED.value
+    # The outer status test is a guard only; on SQLite its unary ``+`` keeps it off the status
+    # index, so the picked ids are looked up by primary key (with the index, SQLite walked every
+    # queued row: 13 ms per claim at 20,000 queued, measured by the bench).
     if connection.vendor == "sqlite":
         source, lock, head, tail = f"{_TABLE} INDEXED BY {_CLAIM_INDEX}", "", "IN (", ")"
+        guard = "+status"
     else:
         source, lock, head, tail = _TABLE, " FOR UPDATE SKIP LOCKED", "= ANY(ARRAY(", "))"
+        guard = "status"
     return (
         f"UPDATE {_TABLE} SET status = %s, worker_id = %s, attempts = attempts + 1, "
         f"started_at = %s, lease_expires_at = %s, progress = NULL, cache_hit = %s, "
@@ -80,7 +109,7 @@ def claim_sql() -> str:
         f"WHERE id {head}SELECT id FROM {source} WHERE status = '{queued}' "
         f"AND (run_after IS NULL OR run_after <= %s) "
         f"ORDER BY priority DESC, created_at LIMIT %s{lock}{tail} "
-        f"AND status = '{queued}' "
+        f"AND {guard} = '{queued}' "
         f"RETURNING {_COLUMNS}"
     )
 
