@@ -67,7 +67,7 @@ class BenchEnv:
     # --- processes -----------------------------------------------------------------------------------
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the process)
+        log = open(self.logs / f"{name}.log", "ab")  # kept open for the process
         process = subprocess.Popen(
             argv, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )

@@ -23,6 +23,7 @@ from .serializers import task_to_dict
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.02
+WAKEUP_SECONDS = 0.02
 STAFF_GROUP = "tasks.staff"
 WORKERS_GROUP = "clawsite.workers"
 
@@ -39,6 +40,8 @@ class _Hub:
         self.pending: dict[str, dict[str, Any]] = {}
         self.flush_scheduled = False
         self.wakeup_scheduled = False
+        self.last_wakeup = float("-inf")
+        self.sending: set[asyncio.Future[None]] = set()
 
     # Both methods below run on self.loop only.
     def add_updates(self, payloads: list[dict[str, Any]]) -> None:
@@ -51,9 +54,23 @@ class _Hub:
             self.loop.call_later(FLUSH_SECONDS, lambda: asyncio.ensure_future(self.flush()))
 
     def add_wakeup(self) -> None:
-        if not self.wakeup_scheduled:
-            self.wakeup_scheduled = True
-            asyncio.ensure_future(self.send_wakeup())
+        # At most one wake-up per WAKEUP_SECONDS: the first of a burst goes at once, the rest
+        # ride on one sent when the interval is over. A busy worker claims again on its own, so
+        # more would only cost the sender (a group send is ~1.5 ms: at thousands of single
+        # submits a second, one per submit held daphne's loop most of the time, per the bench).
+        if self.wakeup_scheduled:
+            return
+        self.wakeup_scheduled = True
+        delay = self.last_wakeup + WAKEUP_SECONDS - self.loop.time()
+        if delay > 0:
+            self.loop.call_later(delay, self._start_wakeup)
+        else:
+            self._start_wakeup()
+
+    def _start_wakeup(self) -> None:
+        sending = asyncio.ensure_future(self.send_wakeup())
+        self.sending.add(sending)
+        sending.add_done_callback(self.sending.discard)
 
     async def flush(self) -> None:
         self.flush_scheduled = False
@@ -62,6 +79,7 @@ class _Hub:
 
     async def send_wakeup(self) -> None:
         self.wakeup_scheduled = False
+        self.last_wakeup = self.loop.time()
         await _safe_group_send(WORKERS_GROUP, {"type": "task.wakeup"})
 
 

@@ -94,6 +94,24 @@ def submit_tasks(
         return _submit(owner, validated)
 
 
+def submit_grouped(
+    requests: Sequence[tuple[Any, Sequence[tuple[TaskSubmission, Tool]]]],
+) -> list[list[tuple[Task, bool]] | Exception]:
+    """Several callers' ``submit_tasks`` in one transaction: one commit for all (group commit).
+
+    Each request runs in its own savepoint, so one that fails (an idempotency ``conflict``)
+    changes nothing and leaves the others alone; its exception is its result.
+    """
+    results: list[list[tuple[Task, bool]] | Exception] = []
+    with transaction.atomic():
+        for owner, validated in requests:
+            try:
+                results.append(submit_tasks(owner, validated))
+            except (ApiError, IntegrityError) as error:
+                results.append(error)
+    return results
+
+
 def _submit(owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]]) -> list[tuple[Task, bool]]:
     now = timezone.now()
     keys = [s.idempotency_key for s, _ in validated if s.idempotency_key]

@@ -5,7 +5,6 @@ Celery (threads pool), Dramatiq and Huey draining the same count of no-op tasks 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 
 import redis

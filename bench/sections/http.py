@@ -38,7 +38,7 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
         wait_port(port)
 
         async def measure() -> None:
-            for name, raw in requests.items():  # warm-up: imports, connections, caches
+            for raw in requests.values():  # warm-up: imports, connections, caches
                 await drive(port, lambda i, raw=raw: raw, 50, 4, 30)
             for _ in range(reps):
                 # Alternate the four so drift on the shared machine hits them alike.

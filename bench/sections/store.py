@@ -68,8 +68,7 @@ class Prototype:
 
 def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
     from tasks_app import services
-    from tasks_app.api.views import _visible_task
-    from tasks_app.db import run_in_db_thread
+    from tasks_app.api.views import _visible_task, submit_together
     from tasks_app.events import bind_event_loop
     from tasks_app.serializers import task_to_dict
 
@@ -89,18 +88,18 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
 
             async def single(n: int) -> None:
                 for i in range(n):
-                    await run_in_db_thread(services.submit_tasks, user, [submission(i)])
+                    await submit_together((user, [submission(i)]))
 
             async def concurrent(n: int, width: int = 32) -> None:
                 async def lane(count: int) -> None:
                     for i in range(count):
-                        await run_in_db_thread(services.submit_tasks, user, [submission(i)])
+                        await submit_together((user, [submission(i)]))
 
                 await asyncio.gather(*(lane(n // width) for _ in range(width)))
 
             async def batch(n: int) -> None:
                 for _ in range(n // 1000):
-                    await run_in_db_thread(services.submit_tasks, user, [submission(i) for i in range(1000)])
+                    await submit_together((user, [submission(i) for i in range(1000)]))
 
             one = await arate(single, 500 if quick else 2000, reps)
             many = await arate(concurrent, 640 if quick else 3200, reps, warmup=320)
