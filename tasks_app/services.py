@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from tools_app.registry import Tool, get_tool, validation_details
 
 from . import store
+from .db import write_lock
 from .errors import ApiError
 from .events import ask_workers_to_cancel, publish_task_changes, wake_workers
 from .models import Task, TaskStatus
@@ -103,7 +104,7 @@ def submit_grouped(
     changes nothing and leaves the others alone; its exception is its result.
     """
     results: list[list[tuple[Task, bool]] | Exception] = []
-    with transaction.atomic():
+    with write_lock(), transaction.atomic():
         for owner, validated in requests:
             try:
                 results.append(submit_tasks(owner, validated))

@@ -85,6 +85,21 @@ def insert_tasks(tasks: Sequence[Task]) -> None:
         cursor.executemany(_INSERT_SQL, params)
 
 
+_FETCH_SQL = f"SELECT {_COLUMNS} FROM {_TABLE} WHERE id = %s"
+
+
+def fetch_task(task_id: str, owner_id: int | None = None) -> Task | None:
+    """One task by id (only if ``owner_id`` owns it, when given): the API's lookup, on every
+    GET and long-poll, as one primary-key read without the ORM's query building."""
+    sql, params = _FETCH_SQL, [task_id]
+    if owner_id is not None:
+        sql, params = f"{sql} AND owner_id = %s", [task_id, owner_id]
+    with _db().cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return _decode(rows)[0] if rows else None
+
+
 def claim_sql() -> str:
     """The claim statement for this connection's database (parameters: see the caller).
 

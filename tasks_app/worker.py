@@ -26,7 +26,7 @@ from tools_app.errors import ToolError
 from tools_app.runner import ToolOwner, run_tool
 
 from . import store
-from .db import run_in_db_thread
+from .db import run_in_db_thread, write_lock
 from .events import bind_event_loop, publish_task_changes
 from .models import Task, TaskStatus, WorkerHeartbeat
 from .retry import backoff
@@ -176,7 +176,7 @@ class WorkerEngine:
     def _write_and_claim(
         self, completions: list[Completion], progress: list[Task], free: int
     ) -> tuple[list[Task], list[Task]]:
-        with transaction.atomic():
+        with write_lock(), transaction.atomic():
             written = store.complete_tasks(self.worker_id, completions)
             store.record_progress(self.worker_id, progress)
             claimed = store.claim_runnable_tasks(

@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 
 from tools_app.registry import all_tools
 
-from .. import services
+from .. import services, store
 from ..db import GroupCommit, run_in_db_thread
 from ..errors import ApiError
 from ..models import Task
@@ -103,7 +103,7 @@ async def list_tasks(request: HttpRequest, user: Any) -> HttpResponse:
 
 
 def _visible_task(user: Any, task_id: str) -> Task:
-    task = Task.objects.visible_to(user).filter(pk=task_id).first()
+    task = store.fetch_task(task_id, None if user.is_staff else user.pk)
     if task is None:
         raise ApiError("not_found", "No such task.")
     return task
