@@ -46,8 +46,8 @@ def validate_submission(raw: Any, user: Any) -> tuple[TaskSubmission, Tool]:
 
 
 def _new_task(owner: Any, submission: TaskSubmission, tool: Tool, now: Any) -> Task:
-    return Task(
-        owner=owner,
+    task = store.new_task(
+        owner_id=owner.pk,
         tool=tool.name,
         args=submission.args,
         priority=submission.priority,
@@ -57,6 +57,8 @@ def _new_task(owner: Any, submission: TaskSubmission, tool: Tool, now: Any) -> T
         idempotency_key=submission.idempotency_key,
         created_at=now,
     )
+    task.owner = owner  # cached: no query when something reads task.owner
+    return task
 
 
 def _same_request(task: Task, submission: TaskSubmission, tool: Tool) -> bool:

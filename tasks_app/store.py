@@ -8,6 +8,7 @@ Values are adapted and rows decoded by the model's own fields, so the ORM reads 
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,22 +37,48 @@ _FIELD_BY_NAME = {f.name: f for f in _FIELDS}
 _ATTNAMES = [f.attname for f in _FIELDS]
 
 
+# Per column of a new task: its default, as a factory (callable defaults) or a constant.
+_NEW_DEFAULTS = [
+    (f.attname, f.get_default if f.has_default() and callable(f.default) else None, f.get_default())
+    for f in _FIELDS
+]
+
+
+def new_task(**values: Any) -> Task:
+    """A new, unsaved Task from column values (``owner_id``, not ``owner``), the rest defaults.
+
+    Positional construction: half the cost of ``Task(**kwargs)`` (28 us a task), which batch
+    submits pay once per task (bench profile)."""
+    row = []
+    for name, factory, constant in _NEW_DEFAULTS:
+        if name in values:
+            row.append(values[name])
+        else:
+            row.append(factory() if factory is not None else constant)
+    return Task(*row)
+
+
 def _db() -> Any:
     """This thread's connection wrapper, looked up once per batch rather than per value (each
     attribute of the ``connection`` proxy is a thread-local lookup: 30% of a batch's time)."""
     return connections[DEFAULT_DB_ALIAS]
 
 
+_decode_plans: weakref.WeakKeyDictionary[Any, list[tuple[int, Any, list[Any]]]] = weakref.WeakKeyDictionary()
+
+
 def _decode(rows: Iterable[Sequence[Any]]) -> list[Task]:
     """Rows (all columns, in field order) as Task instances, through the converters the ORM
     itself would apply; columns without converters are taken as they are."""
     db = _db()
-    plan = []
-    for index, field in enumerate(_FIELDS):
-        column = field.get_col(_TABLE)
-        converters = db.ops.get_db_converters(column) + field.get_db_converters(db)
-        if converters:
-            plan.append((index, column, converters))
+    plan = _decode_plans.get(db)
+    if plan is None:  # once per connection: building it cost more than a one-row read
+        plan = _decode_plans[db] = [
+            (index, column, converters)
+            for index, field in enumerate(_FIELDS)
+            if (converters := db.ops.get_db_converters(column := field.get_col(_TABLE))
+                + field.get_db_converters(db))
+        ]
     tasks = []
     for row in rows:
         values = list(row)
