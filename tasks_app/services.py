@@ -18,7 +18,7 @@ from tools_app.registry import Tool, get_tool, validation_details
 from . import store
 from .db import write_lock
 from .errors import ApiError
-from .events import ask_workers_to_cancel, publish_task_changes, wake_workers
+from .events import ask_workers_to_cancel, publish_task_changes
 from .models import Task, TaskStatus
 from .schemas import TaskSubmission
 
@@ -74,9 +74,7 @@ def _same_request(task: Task, submission: TaskSubmission, tool: Tool) -> bool:
 
 def _after_commit(tasks: Sequence[Task], *, wake: bool) -> None:
     def notify() -> None:
-        publish_task_changes(tasks)
-        if wake:
-            wake_workers()
+        publish_task_changes(tasks, wake=wake)
 
     transaction.on_commit(notify)
 
