@@ -47,7 +47,17 @@ def machine() -> str:
 def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ["django", "channels", "channels-redis", "daphne", "redis", "celery", "dramatiq", "huey", "websockets"]
+    names = [
+        "django",
+        "channels",
+        "channels-redis",
+        "daphne",
+        "redis",
+        "celery",
+        "dramatiq",
+        "huey",
+        "websockets",
+    ]
     found = []
     for name in names:
         try:
@@ -65,9 +75,17 @@ def versions() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, a few minutes")
-    parser.add_argument("--only", default="", help="comma-separated sections: " + ",".join(SECTIONS))
-    parser.add_argument("--keep", action="store_true", help="keep the data folder (logs) afterwards")
-    parser.add_argument("--out", default=str(ROOT / "artifacts" / "bench-latest.md"), help="write the table here too")
+    parser.add_argument(
+        "--only", default="", help="comma-separated sections: " + ",".join(SECTIONS)
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the data folder (logs) afterwards"
+    )
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "artifacts" / "bench-latest.md"),
+        help="write the table here too",
+    )
     options = parser.parse_args()
     chosen = [s for s in options.only.split(",") if s] or list(SECTIONS)
     unknown = set(chosen) - SECTIONS.keys()
@@ -94,14 +112,23 @@ def main() -> int:
                 section_rows = module.run(env, options.quick, budget)
             except Exception as error:
                 traceback.print_exc()
-                section_rows = [Row(name, "section failed", None, note=f"error: {type(error).__name__}: {error}"[:200])]
+                section_rows = [
+                    Row(
+                        name,
+                        "section failed",
+                        None,
+                        note=f"error: {type(error).__name__}: {error}"[:200],
+                    )
+                ]
             rows += section_rows
             print(table(section_rows), flush=True)
             print(f"({name}: {time.monotonic() - section_start:.0f} s)", flush=True)
     finally:
         env.close()
     elapsed = time.monotonic() - started
-    report = "\n".join([*header, "", table(rows), "", f"total {elapsed:.0f} s; data folder {env.data_dir}"])
+    report = "\n".join(
+        [*header, "", table(rows), "", f"total {elapsed:.0f} s; data folder {env.data_dir}"]
+    )
     print("\n" + report)
     out = Path(options.out)
     out.parent.mkdir(parents=True, exist_ok=True)

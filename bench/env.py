@@ -37,7 +37,9 @@ class BenchEnv:
         self.run_id = uuid.uuid4().hex[:10]
         self.prefix = f"clawsite-bench-{self.run_id}"
         self.keep = keep
-        self.data_dir = Path(tempfile.mkdtemp(prefix="clawsite-bench-", dir=os.environ.get("BENCH_DATA_ROOT")))
+        self.data_dir = Path(
+            tempfile.mkdtemp(prefix="clawsite-bench-", dir=os.environ.get("BENCH_DATA_ROOT"))
+        )
         self.logs = self.data_dir / "logs"
         self.logs.mkdir()
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -55,7 +57,13 @@ class BenchEnv:
         self.env.pop("DATABASE_URL", None)  # the default: SQLite (WAL) in the data folder
 
     def setup_django(self) -> None:
-        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("CLAWSITE_", "DJANGO_", "REDIS_URL"))})
+        os.environ.update(
+            {
+                k: v
+                for k, v in self.env.items()
+                if k.startswith(("CLAWSITE_", "DJANGO_", "REDIS_URL"))
+            }
+        )
         os.environ.pop("DATABASE_URL", None)
         import django
 
@@ -66,7 +74,9 @@ class BenchEnv:
 
     # --- processes -----------------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")  # kept open for the process
         process = subprocess.Popen(
             argv, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
@@ -76,7 +86,8 @@ class BenchEnv:
 
     def start_daphne(self, port: int) -> subprocess.Popen[bytes]:
         return self.spawn(
-            f"daphne-{port}", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "clawsite.asgi:application"]
+            f"daphne-{port}",
+            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "clawsite.asgi:application"],
         )
 
     def start_worker(self, name: str = "worker", **env: str) -> subprocess.Popen[bytes]:

@@ -58,7 +58,9 @@ def rate(fn: Callable[[int], Any], n: int, reps: int, warmup: int | None = None)
     return Stat.of(values, "/s")
 
 
-async def arate(fn: Callable[[int], Awaitable[Any]], n: int, reps: int, warmup: int | None = None) -> Stat:
+async def arate(
+    fn: Callable[[int], Awaitable[Any]], n: int, reps: int, warmup: int | None = None
+) -> Stat:
     """The async twin of ``rate``."""
     await fn(warmup if warmup is not None else max(1, n // 10))
     values = []
@@ -119,19 +121,31 @@ class Row:
             self.section,
             self.figure,
             self.value.text() if self.value else (self.note or "n/a"),
-            f"{self.reference_name}: {self.reference.text()}" if self.reference else self.reference_name,
+            f"{self.reference_name}: {self.reference.text()}"
+            if self.reference
+            else self.reference_name,
             f"{ratio:.2f}x" if ratio is not None else "",
             self.target,
             self.verdict,
         ]
 
 
-HEADERS = ["section", "ClawSite figure", "ClawSite", "reference (same run)", "ratio", "target", "verdict"]
+HEADERS = [
+    "section",
+    "ClawSite figure",
+    "ClawSite",
+    "reference (same run)",
+    "ratio",
+    "target",
+    "verdict",
+]
 
 
 def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row.cells()) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "/") for cell in row.cells()) + " |" for row in rows
+    ]
     notes = [f"- {row.figure}: {row.note}" for row in rows if row.note and row.value]
     return "\n".join(lines + (["", *notes] if notes else []))
 
@@ -149,7 +163,9 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "") -> Any:
+def wait_until(
+    condition: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

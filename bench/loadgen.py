@@ -24,7 +24,9 @@ class LoadResult:
         return self.requests / self.elapsed if self.elapsed else 0.0
 
 
-def build_request(method: str, path: str, body: Any = None, token: str | None = None, port: int = 80) -> bytes:
+def build_request(
+    method: str, path: str, body: Any = None, token: str | None = None, port: int = 80
+) -> bytes:
     payload = b"" if body is None else json.dumps(body).encode()
     lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: keep-alive"]
     if token:

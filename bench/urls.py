@@ -13,7 +13,10 @@ from clawsite.urls import urlpatterns as clawsite_urlpatterns
 @csrf_exempt
 async def bare_json(request: HttpRequest) -> JsonResponse:
     body = json.loads(request.body) if request.body else {}
-    return JsonResponse({"ok": True, "items": len(body.get("tasks", ())) if isinstance(body, dict) else 0}, status=202)
+    return JsonResponse(
+        {"ok": True, "items": len(body.get("tasks", ())) if isinstance(body, dict) else 0},
+        status=202,
+    )
 
 
 urlpatterns = [path("bench/json", bare_json), *clawsite_urlpatterns]

@@ -16,7 +16,13 @@ from .common import bench_user
 
 CASES = [
     # tool, args, description, target ratio (miss/hit), target text
-    ("search_files", {"path": "tree", "glob": "*.txt", "contains": "needle"}, "search_files, 2,000 files", 10.0, ">= 10x"),
+    (
+        "search_files",
+        {"path": "tree", "glob": "*.txt", "contains": "needle"},
+        "search_files, 2,000 files",
+        10.0,
+        ">= 10x",
+    ),
     ("hash_file", {"path": "big.bin"}, "hash_file, 50 MB", 10.0, ">= 10x"),
     ("read_file", {"path": "one-mb.txt"}, "read_file, 1 MB", 0.95, "hit never slower (>= ~1.0x)"),
 ]
@@ -68,7 +74,14 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
     async def measure() -> None:
         for name, args, label, ratio, target in CASES:
             if get_tool(name) is None or cache is None:
-                rows.append(Row("cache", f"{label}: hit vs miss", None, note="n/a (tool or cache not present)"))
+                rows.append(
+                    Row(
+                        "cache",
+                        f"{label}: hit vs miss",
+                        None,
+                        note="n/a (tool or cache not present)",
+                    )
+                )
                 continue
             misses, hits, hit_flags = [], [], []
             for _ in range(reps):
@@ -82,8 +95,18 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
             note = f"{served} of {len(hit_flags)} repeats served from the cache"
             if not served:
                 note += " (not cached: the repeat is another run)"
-            rows.append(Row("cache", f"{label}: repeat (hit) vs first call (miss)", Stat.of(hits, "ms"),
-                            "miss", Stat.of(misses, "ms"), target, ratio, note=note))
+            rows.append(
+                Row(
+                    "cache",
+                    f"{label}: repeat (hit) vs first call (miss)",
+                    Stat.of(hits, "ms"),
+                    "miss",
+                    Stat.of(misses, "ms"),
+                    target,
+                    ratio,
+                    note=note,
+                )
+            )
 
     asyncio.run(measure())
     return rows

@@ -55,6 +55,7 @@ def run_window() -> tuple[float, float, int, int]:
             "FROM tasks_app_task"
         )
         first, last, repeated, unfinished = cursor.fetchone()
+
     def epoch(value: Any) -> float:
         if isinstance(value, str):  # SQLite keeps datetimes as UTC text
             value = datetime.fromisoformat(value)

@@ -45,10 +45,14 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
                 for name, raw in requests.items():
                     count = single_n if name.endswith("single") else batch_n
                     left = deadline.left() / 2
-                    result = await drive(port, lambda i, raw=raw: raw, count, CONNECTIONS, max(1.0, left))
+                    result = await drive(
+                        port, lambda i, raw=raw: raw, count, CONNECTIONS, max(1.0, left)
+                    )
                     bad = {s: c for s, c in result.statuses.items() if s != expected[name]}
                     if bad:
-                        raise RuntimeError(f"{name}: unexpected statuses {bad}: {env.log_tail(f'daphne-{port}', 1500)}")
+                        raise RuntimeError(
+                            f"{name}: unexpected statuses {bad}: {env.log_tail(f'daphne-{port}', 1500)}"
+                        )
                     samples[name].append(result.per_second)
                     latencies[name].extend(result.latencies)
 
@@ -65,10 +69,24 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
         return f"p50 {statistics.median(values) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms"
 
     return [
-        Row("http", f"POST /api/v1/tasks, {CONNECTIONS} connections", stat("submit-single"),
-            "bare JSON view, same daphne", stat("bare-single"), ">= 0.7x", 0.7,
-            note=f"submit {p99('submit-single')}; bare {p99('bare-single')}"),
-        Row("http", f"POST /api/v1/tasks/batch of {BATCH}, {CONNECTIONS} connections", stat("submit-batch"),
-            f"bare JSON view, same {BATCH}-task body", stat("bare-batch"), ">= 0.7x", 0.7,
-            note=f"= {statistics.median(samples['submit-batch']) * BATCH:,.0f} tasks/s; submit {p99('submit-batch')}"),
+        Row(
+            "http",
+            f"POST /api/v1/tasks, {CONNECTIONS} connections",
+            stat("submit-single"),
+            "bare JSON view, same daphne",
+            stat("bare-single"),
+            ">= 0.7x",
+            0.7,
+            note=f"submit {p99('submit-single')}; bare {p99('bare-single')}",
+        ),
+        Row(
+            "http",
+            f"POST /api/v1/tasks/batch of {BATCH}, {CONNECTIONS} connections",
+            stat("submit-batch"),
+            f"bare JSON view, same {BATCH}-task body",
+            stat("bare-batch"),
+            ">= 0.7x",
+            0.7,
+            note=f"= {statistics.median(samples['submit-batch']) * BATCH:,.0f} tasks/s; submit {p99('submit-batch')}",
+        ),
     ]

@@ -14,14 +14,21 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
     worker = env.start_worker("worker-memory")
     try:
         insert_backlog(owner, first)
-        wait_until(lambda: status_counts().get("succeeded", 0) >= first, budget / 3, 0.1, f"{first} tasks")
+        wait_until(
+            lambda: status_counts().get("succeeded", 0) >= first, budget / 3, 0.1, f"{first} tasks"
+        )
         after_first = rss_kib(worker.pid)
         done = first
         while done < total:  # in steps, so the queue stays a realistic size
             step = min(total - done, 10_000)
             insert_backlog(owner, step)
             done += step
-            wait_until(lambda done=done: status_counts().get("succeeded", 0) >= done, budget / 2, 0.1, f"{done} tasks")
+            wait_until(
+                lambda done=done: status_counts().get("succeeded", 0) >= done,
+                budget / 2,
+                0.1,
+                f"{done} tasks",
+            )
         after_total = rss_kib(worker.pid)
     finally:
         env.stop(worker)
@@ -29,7 +36,14 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
     growth = (after_total - after_first) / after_first * 100
     label = "(quick: smaller counts)" if quick else ""
     return [
-        Row("memory", f"worker RSS after {total:,} tasks {label}".strip(), Stat.single(after_total / 1024, "MiB"),
-            f"after {first:,}", Stat.single(after_first / 1024, "MiB"), "growth < 10%",
-            check=lambda s: growth < 10, note=f"growth {growth:+.1f}%"),
+        Row(
+            "memory",
+            f"worker RSS after {total:,} tasks {label}".strip(),
+            Stat.single(after_total / 1024, "MiB"),
+            f"after {first:,}",
+            Stat.single(after_first / 1024, "MiB"),
+            "growth < 10%",
+            check=lambda s: growth < 10,
+            note=f"growth {growth:+.1f}%",
+        ),
     ]

@@ -21,8 +21,17 @@ from .common import NOOP_TOOL, bench_user, clear_tasks
 
 def _prototype_task(i: int) -> dict[str, Any]:
     now = time.time()
-    return {"id": str(uuid.uuid4()), "tool": NOOP_TOOL, "args": {"n": i}, "status": "pending",
-            "priority": 0, "created_at": now, "updated_at": now, "result": None, "error": None}
+    return {
+        "id": str(uuid.uuid4()),
+        "tool": NOOP_TOOL,
+        "args": {"n": i},
+        "status": "pending",
+        "priority": 0,
+        "created_at": now,
+        "updated_at": now,
+        "result": None,
+        "error": None,
+    }
 
 
 class Prototype:
@@ -45,8 +54,17 @@ class Prototype:
             self.redis.setex(f"{self.key}:task:{task['id']}", 3600, json.dumps(task))
             self.db.execute(
                 "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (task["id"], task["tool"], json.dumps(task["args"]), task["status"], task["priority"],
-                 None, None, task["created_at"], task["updated_at"]),
+                (
+                    task["id"],
+                    task["tool"],
+                    json.dumps(task["args"]),
+                    task["status"],
+                    task["priority"],
+                    None,
+                    None,
+                    task["created_at"],
+                    task["updated_at"],
+                ),
             )
             self.ids.append(task["id"])
 
@@ -130,16 +148,49 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
 
         read = rate(lookup, 2000 if quick else 10000, reps)
         rows += [
-            Row("store", "single durable submit: validate + services.submit_tasks, 1 transaction each", single,
-                "prototype save (SETEX + INSERT OR REPLACE, sync=FULL)", proto_save, ">= 10x", 10.0),
-            Row("store", "single submit from async code, one at a time (DB-thread round trip each)", single_async,
-                "prototype save", proto_save, "(info)"),
-            Row("store", "single submit from async code, 32 at once (group commit)", concurrent,
-                "prototype save", proto_save, "(info)"),
-            Row("store", "batch durable submit, 1,000 per call (per task)", batched,
-                "prototype Redis pipeline of 100 LPUSH", proto_batch, ">= 1.0x", 1.0),
-            Row("store", "read by id (SQLite primary key, as the API: row -> task -> dict)", read,
-                "prototype Redis GET + json.loads", proto_read, ">= 1.0x", 1.0),
+            Row(
+                "store",
+                "single durable submit: validate + services.submit_tasks, 1 transaction each",
+                single,
+                "prototype save (SETEX + INSERT OR REPLACE, sync=FULL)",
+                proto_save,
+                ">= 10x",
+                10.0,
+            ),
+            Row(
+                "store",
+                "single submit from async code, one at a time (DB-thread round trip each)",
+                single_async,
+                "prototype save",
+                proto_save,
+                "(info)",
+            ),
+            Row(
+                "store",
+                "single submit from async code, 32 at once (group commit)",
+                concurrent,
+                "prototype save",
+                proto_save,
+                "(info)",
+            ),
+            Row(
+                "store",
+                "batch durable submit, 1,000 per call (per task)",
+                batched,
+                "prototype Redis pipeline of 100 LPUSH",
+                proto_batch,
+                ">= 1.0x",
+                1.0,
+            ),
+            Row(
+                "store",
+                "read by id (SQLite primary key, as the API: row -> task -> dict)",
+                read,
+                "prototype Redis GET + json.loads",
+                proto_read,
+                ">= 1.0x",
+                1.0,
+            ),
         ]
     finally:
         prototype.close()
