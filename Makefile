@@ -25,13 +25,17 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-bench: setup
+# The benchmarks run from their own environment (.venv-bench: the peers Celery, Dramatiq, Huey
+# and the bench's tools, never installed into .venv). BENCH_ARGS: e.g. --only store,http --keep.
+bench:
+	bench/setup-venv
 	scripts/ensure-redis
-	$(PY) -m bench
+	.venv-bench/bin/python -m bench $(BENCH_ARGS)
 
-bench-quick: setup
+bench-quick:
+	bench/setup-venv
 	scripts/ensure-redis
-	$(PY) -m bench --quick
+	.venv-bench/bin/python -m bench --quick $(BENCH_ARGS)
 
 soak: setup
 	scripts/ensure-redis

@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from tools_app.registry import Tool, get_tool, validation_details
 
 from . import store
+from .db import write_lock
 from .errors import ApiError
-from .events import ask_workers_to_cancel, publish_task_changes, wake_workers
+from .events import ask_workers_to_cancel, publish_task_changes
 from .metrics import record_submitted
 from .models import Task, TaskStatus
 from .schemas import TaskSubmission
@@ -46,8 +47,8 @@ def validate_submission(raw: Any, user: Any) -> tuple[TaskSubmission, Tool]:
 
 
 def _new_task(owner: Any, submission: TaskSubmission, tool: Tool, now: Any) -> Task:
-    return Task(
-        owner=owner,
+    task = store.new_task(
+        owner_id=owner.pk,
         tool=tool.name,
         args=submission.args,
         priority=submission.priority,
@@ -57,6 +58,8 @@ def _new_task(owner: Any, submission: TaskSubmission, tool: Tool, now: Any) -> T
         idempotency_key=submission.idempotency_key,
         created_at=now,
     )
+    task.owner = owner  # cached: no query when something reads task.owner
+    return task
 
 
 def _same_request(task: Task, submission: TaskSubmission, tool: Tool) -> bool:
@@ -72,9 +75,7 @@ def _same_request(task: Task, submission: TaskSubmission, tool: Tool) -> bool:
 
 def _after_commit(tasks: Sequence[Task], *, wake: bool) -> None:
     def notify() -> None:
-        publish_task_changes(tasks)
-        if wake:
-            wake_workers()
+        publish_task_changes(tasks, wake=wake)
 
     transaction.on_commit(notify)
 
@@ -93,6 +94,24 @@ def submit_tasks(
         # Another request inserted one of our idempotency keys between our check and our insert:
         # the second pass finds it.
         return _submit(owner, validated)
+
+
+def submit_grouped(
+    requests: Sequence[tuple[Any, Sequence[tuple[TaskSubmission, Tool]]]],
+) -> list[list[tuple[Task, bool]] | Exception]:
+    """Several callers' ``submit_tasks`` in one transaction: one commit for all (group commit).
+
+    Each request runs in its own savepoint, so one that fails (an idempotency ``conflict``)
+    changes nothing and leaves the others alone; its exception is its result.
+    """
+    results: list[list[tuple[Task, bool]] | Exception] = []
+    with write_lock(), transaction.atomic():
+        for owner, validated in requests:
+            try:
+                results.append(submit_tasks(owner, validated))
+            except (ApiError, IntegrityError) as error:
+                results.append(error)
+    return results
 
 
 def _submit(owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]]) -> list[tuple[Task, bool]]:

@@ -76,7 +76,7 @@ class Stack:
         return output.strip().splitlines()[-1]
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the process)
+        log = open(self.logs / f"{name}.log", "ab")
         return subprocess.Popen(
             argv, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from pydantic import ValidationError
 
 from . import cache
@@ -35,6 +36,27 @@ class ToolOutcome:
     cache_hit: bool = False
 
 
+# Each owner's workspace, resolved (realpath) and created once per process and root: doing both
+# for every task made them the worker's hottest calls (the bench's profile). Every path a tool
+# is given is still resolved and checked on each call.
+_workspaces: dict[tuple[str, int, str], Workspace] = {}
+
+
+async def _workspace(owner: ToolOwner) -> Workspace:
+    key = (str(settings.CLAWSITE_WORKSPACE_ROOT), owner.id, owner.username)
+    workspace = _workspaces.get(key)
+    if workspace is None:
+        workspace = await offload(_prepare_workspace, owner)
+        _workspaces[key] = workspace
+    return workspace
+
+
+def _prepare_workspace(owner: ToolOwner) -> Workspace:
+    workspace = Workspace.for_user(owner)
+    workspace.ensure_exists()
+    return workspace
+
+
 async def run_tool(
     name: str,
     raw_args: dict[str, Any],
@@ -52,8 +74,7 @@ async def run_tool(
         args = tool.parse_args(raw_args)
     except ValidationError as exc:
         raise ToolError("invalid_args", str(exc)) from None
-    workspace = Workspace.for_user(owner)
-    await offload(workspace.ensure_exists)
+    workspace = await _workspace(owner)
     ctx = ToolContext(workspace=workspace, user=owner, timeout=timeout)
     if report_progress is not None:
         ctx.report_progress = report_progress

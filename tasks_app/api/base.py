@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from tools_app.registry import validation_details
 
 from ..auth import bearer_token, user_for_session, user_for_token
-from ..db import run_in_db_thread
+from ..db import GroupCommit, run_in_db_thread
 from ..errors import ApiError
 from ..events import bind_event_loop
 
@@ -47,8 +47,22 @@ def _authenticate_sync(request: HttpRequest) -> Any:
     return user
 
 
+def _users_for_tokens(raws: list[str]) -> list[Any]:
+    return [user_for_token(raw) for raw in raws]
+
+
+# Bearer lookups of requests arriving together share one database-thread round trip.
+_users_together = GroupCommit(_users_for_tokens)
+
+
 async def authenticate(request: HttpRequest) -> Any:
-    return await run_in_db_thread(_authenticate_sync, request)
+    raw = bearer_token(request.headers)
+    if raw is None:
+        return await run_in_db_thread(_authenticate_sync, request)
+    user = await _users_together(raw)
+    if user is None:
+        raise ApiError("unauthenticated", "The Bearer token is invalid or revoked.")
+    return user
 
 
 def endpoint(*, staff_only: bool = False, public: bool = False, **handlers: Handler) -> Handler:

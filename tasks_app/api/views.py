@@ -14,8 +14,8 @@ from django.utils.dateparse import parse_datetime
 
 from tools_app.registry import all_tools
 
-from .. import services
-from ..db import run_in_db_thread
+from .. import services, store
+from ..db import GroupCommit, run_in_db_thread
 from ..errors import ApiError
 from ..models import Task
 from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, WaitQuery
@@ -32,10 +32,13 @@ async def list_tools(request: HttpRequest, user: Any) -> HttpResponse:
 
 # --- submit ----------------------------------------------------------------------------------------
 
+# Submits arriving together share one transaction and one database-thread round trip.
+submit_together = GroupCommit(services.submit_grouped)
+
 
 async def submit_task(request: HttpRequest, user: Any) -> HttpResponse:
     validated = services.validate_submission(json_body(request), user)
-    [(task, created)] = await run_in_db_thread(services.submit_tasks, user, [validated])
+    [(task, created)] = await submit_together((user, [validated]))
     return respond(task_to_dict(task), status=202 if created else 200)
 
 
@@ -50,7 +53,7 @@ async def submit_batch(request: HttpRequest, user: Any) -> HttpResponse:
     if problems:
         raise ApiError("invalid_batch", f"{len(problems)} of {len(batch.tasks)} tasks are invalid; none was created.", problems)
     try:
-        outcome = await run_in_db_thread(services.submit_tasks, user, validated)
+        outcome = await submit_together((user, validated))
     except ApiError as error:
         if error.code != "conflict":
             raise
@@ -101,7 +104,7 @@ async def list_tasks(request: HttpRequest, user: Any) -> HttpResponse:
 
 
 def _visible_task(user: Any, task_id: str) -> Task:
-    task = Task.objects.visible_to(user).filter(pk=task_id).first()
+    task = store.fetch_task(task_id, None if user.is_staff else user.pk)
     if task is None:
         raise ApiError("not_found", "No such task.")
     return task

@@ -1,0 +1,92 @@
+"""HTTP: submit over daphne (single and batch of 100) against a bare JSON view on the same daphne
+(same middleware, parses the same body, no auth, no database), driven over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+
+from ..env import BenchEnv, free_port, wait_port
+from ..harness import Deadline, Row, Stat, percentile
+from ..loadgen import build_request, drive
+from .common import NOOP_TOOL, bench_user, clear_tasks
+
+CONNECTIONS = 16
+BATCH = 100
+
+
+def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
+    _, token = bench_user()
+    port = free_port()
+    daphne = env.start_daphne(port)
+    deadline = Deadline(budget)
+    reps = 3
+    single_n = 600 if quick else 3000
+    batch_n = 60 if quick else 300
+    one = {"tool": NOOP_TOOL, "args": {"n": 1}}
+    many = {"tasks": [{"tool": NOOP_TOOL, "args": {"n": i}} for i in range(BATCH)]}
+    requests = {
+        "bare-single": build_request("POST", "/bench/json", one, token, port),
+        "submit-single": build_request("POST", "/api/v1/tasks", one, token, port),
+        "bare-batch": build_request("POST", "/bench/json", many, token, port),
+        "submit-batch": build_request("POST", "/api/v1/tasks/batch", many, token, port),
+    }
+    expected = {"bare-single": 202, "submit-single": 202, "bare-batch": 202, "submit-batch": 202}
+    samples: dict[str, list[float]] = {name: [] for name in requests}
+    latencies: dict[str, list[float]] = {name: [] for name in requests}
+    try:
+        wait_port(port)
+
+        async def measure() -> None:
+            for raw in requests.values():  # warm-up: imports, connections, caches
+                await drive(port, lambda i, raw=raw: raw, 50, 4, 30)
+            for _ in range(reps):
+                # Alternate the four so drift on the shared machine hits them alike.
+                for name, raw in requests.items():
+                    count = single_n if name.endswith("single") else batch_n
+                    left = deadline.left() / 2
+                    result = await drive(
+                        port, lambda i, raw=raw: raw, count, CONNECTIONS, max(1.0, left)
+                    )
+                    bad = {s: c for s, c in result.statuses.items() if s != expected[name]}
+                    if bad:
+                        raise RuntimeError(
+                            f"{name}: unexpected statuses {bad}: {env.log_tail(f'daphne-{port}', 1500)}"
+                        )
+                    samples[name].append(result.per_second)
+                    latencies[name].extend(result.latencies)
+
+        asyncio.run(measure())
+    finally:
+        env.stop(daphne)
+        clear_tasks()
+
+    def stat(name: str, scale: float = 1.0) -> Stat:
+        return Stat.of([v * scale for v in samples[name]], "req/s" if scale == 1 else "tasks/s")
+
+    def p99(name: str) -> str:
+        values = latencies[name]
+        return f"p50 {statistics.median(values) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms"
+
+    return [
+        Row(
+            "http",
+            f"POST /api/v1/tasks, {CONNECTIONS} connections",
+            stat("submit-single"),
+            "bare JSON view, same daphne",
+            stat("bare-single"),
+            ">= 0.7x",
+            0.7,
+            note=f"submit {p99('submit-single')}; bare {p99('bare-single')}",
+        ),
+        Row(
+            "http",
+            f"POST /api/v1/tasks/batch of {BATCH}, {CONNECTIONS} connections",
+            stat("submit-batch"),
+            f"bare JSON view, same {BATCH}-task body",
+            stat("bare-batch"),
+            ">= 0.7x",
+            0.7,
+            note=f"= {statistics.median(samples['submit-batch']) * BATCH:,.0f} tasks/s; submit {p99('submit-batch')}",
+        ),
+    ]
