@@ -18,6 +18,8 @@ application = ProtocolTypeRouter(
     {
         "http": route_api(ApiASGIHandler(), django_application),
         "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
-        "channel": ChannelNameRouter({settings.CLAWSITE_WORKER_CHANNEL: TaskWorkerConsumer.as_asgi()}),
+        "channel": ChannelNameRouter(
+            {settings.CLAWSITE_WORKER_CHANNEL: TaskWorkerConsumer.as_asgi()}
+        ),
     }
 )

@@ -43,7 +43,9 @@ from tools_app.runner import ToolOwner, run_tool  # noqa: E402
 OWNER = ToolOwner(1, "measure")
 
 
-async def median_ms(call: Callable[[], Awaitable[object]], repeat: int, before: Callable[[], None] | None = None) -> float:
+async def median_ms(
+    call: Callable[[], Awaitable[object]], repeat: int, before: Callable[[], None] | None = None
+) -> float:
     times = []
     for _ in range(repeat):
         if before is not None:

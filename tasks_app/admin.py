@@ -17,23 +17,52 @@ from .models import TERMINAL_STATUSES, ApiToken, Task, WorkerHeartbeat
 from .stats import get_stats
 
 MACHINE_FIELDS = (
-    "id", "owner", "attempts", "progress", "result", "error", "cache_hit", "created_at",
-    "started_at", "finished_at", "duration_ms", "version", "worker_id", "lease_expires_at",
-    "cancel_requested", "attempt_history",
+    "id",
+    "owner",
+    "attempts",
+    "progress",
+    "result",
+    "error",
+    "cache_hit",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "version",
+    "worker_id",
+    "lease_expires_at",
+    "cancel_requested",
+    "attempt_history",
 )
 
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ("id", "tool", "status", "owner", "priority", "attempts", "created_at", "duration_ms")
+    list_display = (
+        "id",
+        "tool",
+        "status",
+        "owner",
+        "priority",
+        "attempts",
+        "created_at",
+        "duration_ms",
+    )
     list_filter = ("status", "tool", ("owner", admin.RelatedOnlyFieldListFilter))
     search_fields = ("^id", "args")
     list_select_related = ("owner",)
     # Every field is read-only: a task changes through the actions below (the services, which
     # save and then tell the watchers and the workers), never through a raw save of this form.
     readonly_fields = (
-        *MACHINE_FIELDS, "tool", "args", "status", "priority", "max_attempts", "timeout",
-        "run_after", "idempotency_key",
+        *MACHINE_FIELDS,
+        "tool",
+        "args",
+        "status",
+        "priority",
+        "max_attempts",
+        "timeout",
+        "run_after",
+        "idempotency_key",
     )
     exclude = ("attempt_log",)  # shown read-only, as a table, by attempt_history
     date_hierarchy = "created_at"

@@ -33,9 +33,7 @@ def user_for_token(raw: str) -> Any | None:
     """The active user a raw token belongs to, or None. Sync: runs one indexed query."""
     if not raw:
         return None
-    token = (
-        ApiToken.objects.active().select_related("user").filter(digest=hash_token(raw)).first()
-    )
+    token = ApiToken.objects.active().select_related("user").filter(digest=hash_token(raw)).first()
     if token is None:
         return None
     now = timezone.now()

@@ -54,7 +54,9 @@ def _call(fn: Callable[[], T]) -> T:
 async def run_in_db_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run the sync ``fn`` (ORM or raw SQL) on one of the process's database threads."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_get_executor(), _call, functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(
+        _get_executor(), _call, functools.partial(fn, *args, **kwargs)
+    )
 
 
 def db_thread_task(fn: Callable[P, T]) -> Callable[P, asyncio.Future[T]]:
@@ -91,7 +93,11 @@ def write_lock() -> Iterator[None]:
 def _lock_path() -> str | None:
     database = connections[DEFAULT_DB_ALIAS].settings_dict
     name = str(database["NAME"])
-    if not database["ENGINE"].endswith("sqlite3") or name.startswith(":memory:") or "mode=memory" in name:
+    if (
+        not database["ENGINE"].endswith("sqlite3")
+        or name.startswith(":memory:")
+        or "mode=memory" in name
+    ):
         return None
     return f"{name}.writelock"
 
@@ -109,9 +115,9 @@ class GroupCommit[Item, Result]:
     def __init__(self, run_many: Callable[[list[Item]], list[Result | Exception]]) -> None:
         self.run_many = run_many
         # Per event loop (daphne has one; tests make one per test).
-        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[tuple[Item, asyncio.Future[Result]]]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._queues: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, list[tuple[Item, asyncio.Future[Result]]]
+        ] = weakref.WeakKeyDictionary()
         self._draining: set[asyncio.Task[None]] = set()
 
     async def __call__(self, item: Item) -> Result:
@@ -126,7 +132,9 @@ class GroupCommit[Item, Result]:
         queue.append((item, future))
         return await future
 
-    async def _drain(self, loop: asyncio.AbstractEventLoop, queue: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _drain(
+        self, loop: asyncio.AbstractEventLoop, queue: list[tuple[Item, asyncio.Future[Result]]]
+    ) -> None:
         try:
             while queue:
                 group = queue[:]

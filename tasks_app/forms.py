@@ -82,15 +82,27 @@ def field_for(name: str, schema: dict[str, Any], required: bool) -> forms.Field:
         return forms.BooleanField(initial=bool(default), **{**options, "required": False})
     if kind == "integer":
         return forms.IntegerField(
-            initial=default, min_value=schema.get("minimum"), max_value=schema.get("maximum"), **options
+            initial=default,
+            min_value=schema.get("minimum"),
+            max_value=schema.get("maximum"),
+            **options,
         )
     if kind == "number":
         return forms.FloatField(
-            initial=default, min_value=schema.get("minimum"), max_value=schema.get("maximum"), **options
+            initial=default,
+            min_value=schema.get("minimum"),
+            max_value=schema.get("maximum"),
+            **options,
         )
     if kind == "string":
-        widget = forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}) if name in LONG_TEXT_FIELDS else None
-        return forms.CharField(initial=default, strip=False, widget=widget, empty_value=None, **options)
+        widget = (
+            forms.Textarea(attrs={"rows": 6, "spellcheck": "false"})
+            if name in LONG_TEXT_FIELDS
+            else None
+        )
+        return forms.CharField(
+            initial=default, strip=False, widget=widget, empty_value=None, **options
+        )
     if _string_list(schema):
         options["help_text"] = options["help_text"] or "One item per line."
         return LinesField(initial="\n".join(default or []), **options)
@@ -103,13 +115,21 @@ class TaskSubmitForm(forms.Form):
 
     priority = forms.IntegerField(min_value=-100, max_value=100, initial=0)
     timeout = forms.FloatField(
-        required=False, min_value=0.001, max_value=86400, help_text="Seconds per attempt (default: the tool's)."
+        required=False,
+        min_value=0.001,
+        max_value=86400,
+        help_text="Seconds per attempt (default: the tool's).",
     )
     max_attempts = forms.IntegerField(min_value=1, max_value=100, initial=3)
     run_after = forms.DateTimeField(
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}),
-        input_formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"],
+        input_formats=[
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+        ],
         help_text="Earliest start, in UTC (empty: now).",
     )
     args_json = forms.CharField(
@@ -219,6 +239,8 @@ class BatchSubmitForm(forms.Form):
         if not numbered:
             raise forms.ValidationError("Paste at least one line, or upload a file.")
         if len(numbered) > MAX_BATCH:
-            raise forms.ValidationError(f"At most {MAX_BATCH} tasks per batch, not {len(numbered)}.")
+            raise forms.ValidationError(
+                f"At most {MAX_BATCH} tasks per batch, not {len(numbered)}."
+            )
         cleaned["numbered_lines"] = numbered
         return cleaned

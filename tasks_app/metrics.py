@@ -33,7 +33,22 @@ from .models import TERMINAL_STATUSES, WorkerHeartbeat
 logger = logging.getLogger(__name__)
 
 # Seconds; a task runs from milliseconds (a cached read) to minutes (a command, an LLM call).
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+DURATION_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 # After a Redis failure, metrics writes are skipped this long, so a Redis outage never adds a
 # connection timeout to every worker cycle (the tasks matter; the counters are best effort).
 BACKOFF_SECONDS = 10.0
@@ -81,7 +96,9 @@ def record_submitted(tasks: Iterable[Any]) -> None:
     for task in tasks:
         by_tool[task.tool] = by_tool.get(task.tool, 0) + 1
     if by_tool:
-        _write(lambda pipe: [pipe.hincrby(_key("submitted"), tool, n) for tool, n in by_tool.items()])
+        _write(
+            lambda pipe: [pipe.hincrby(_key("submitted"), tool, n) for tool, n in by_tool.items()]
+        )
 
 
 def record_finished(tasks: Iterable[Any]) -> None:
@@ -131,8 +148,12 @@ class ClawSiteCollector(Collector):
         for status, n in counts.items():
             depth.add_metric([status], n)
         yield depth
-        yield GaugeMetricFamily("clawsite_queue_depth", "Tasks waiting to run.", value=counts["queued"])
-        yield GaugeMetricFamily("clawsite_tasks_running", "Tasks running now.", value=counts["running"])
+        yield GaugeMetricFamily(
+            "clawsite_queue_depth", "Tasks waiting to run.", value=counts["queued"]
+        )
+        yield GaugeMetricFamily(
+            "clawsite_tasks_running", "Tasks running now.", value=counts["running"]
+        )
         beats = GaugeMetricFamily(
             "clawsite_worker_last_heartbeat_timestamp_seconds",
             "Unix time of each worker's last heartbeat.",
@@ -147,7 +168,12 @@ class ClawSiteCollector(Collector):
             running.add_metric([beat.worker_id], beat.running)
         yield beats
         yield running
-        fresh = sum(1 for beat in workers if (timezone.now() - beat.last_heartbeat).total_seconds() <= 3 * settings.CLAWSITE_LEASE_SECONDS)
+        fresh = sum(
+            1
+            for beat in workers
+            if (timezone.now() - beat.last_heartbeat).total_seconds()
+            <= 3 * settings.CLAWSITE_LEASE_SECONDS
+        )
         yield GaugeMetricFamily("clawsite_workers", "Workers with a recent heartbeat.", value=fresh)
 
     def _redis_families(self) -> Iterator[Metric]:
@@ -159,12 +185,16 @@ class ClawSiteCollector(Collector):
         except redis.RedisError:
             logger.warning("metrics: Redis unavailable, counters left out", exc_info=True)
             return
-        family = CounterMetricFamily("clawsite_tasks_submitted", "Tasks submitted, by tool.", labels=["tool"])
+        family = CounterMetricFamily(
+            "clawsite_tasks_submitted", "Tasks submitted, by tool.", labels=["tool"]
+        )
         for tool, n in sorted(submitted.items()):
             family.add_metric([tool], int(n))
         yield family
         family = CounterMetricFamily(
-            "clawsite_tasks_finished", "Tasks that reached a terminal state.", labels=["tool", "status"]
+            "clawsite_tasks_finished",
+            "Tasks that reached a terminal state.",
+            labels=["tool", "status"],
         )
         for field, n in sorted(finished.items()):
             tool, _, status = field.rpartition("|")
@@ -180,7 +210,9 @@ class ClawSiteCollector(Collector):
             counts = per_tool.setdefault(tool, [0] * (len(DURATION_BUCKETS) + 1))
             counts[min(int(index), len(DURATION_BUCKETS))] += int(n)
         family = HistogramMetricFamily(
-            "clawsite_task_duration_seconds", "Duration of finished tasks' last attempt.", labels=["tool"]
+            "clawsite_task_duration_seconds",
+            "Duration of finished tasks' last attempt.",
+            labels=["tool"],
         )
         for tool, counts in sorted(per_tool.items()):
             cumulative, total = [], 0
@@ -198,9 +230,15 @@ class ClawSiteCollector(Collector):
         except Exception:  # the cache's Redis away: leave its families out, keep the rest
             logger.warning("metrics: cache statistics unavailable", exc_info=True)
             return
-        hits = CounterMetricFamily("clawsite_cache_hits", "Tool cache hits, by tool.", labels=["tool"])
-        misses = CounterMetricFamily("clawsite_cache_misses", "Tool cache misses, by tool.", labels=["tool"])
-        keys = GaugeMetricFamily("clawsite_cache_keys", "Entries in the tool cache, by tool.", labels=["tool"])
+        hits = CounterMetricFamily(
+            "clawsite_cache_hits", "Tool cache hits, by tool.", labels=["tool"]
+        )
+        misses = CounterMetricFamily(
+            "clawsite_cache_misses", "Tool cache misses, by tool.", labels=["tool"]
+        )
+        keys = GaugeMetricFamily(
+            "clawsite_cache_keys", "Entries in the tool cache, by tool.", labels=["tool"]
+        )
         for tool, numbers in sorted(cache.get("by_tool", {}).items()):
             hits.add_metric([tool], numbers.get("hits", 0))
             misses.add_metric([tool], numbers.get("misses", 0))

@@ -48,7 +48,9 @@ class TaskQuerySet(models.QuerySet["Task"]):
 
 class Task(models.Model):
     id = models.CharField(primary_key=True, max_length=36, default=new_task_id, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks"
+    )
     tool = models.CharField(max_length=64)
     args = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
@@ -154,8 +156,17 @@ class Task(models.Model):
         self.run_after = None
         self.cancel_requested = False
         self._save_changes(
-            "status", "max_attempts", "result", "error", "progress", "cache_hit", "started_at",
-            "finished_at", "duration_ms", "run_after", "cancel_requested",
+            "status",
+            "max_attempts",
+            "result",
+            "error",
+            "progress",
+            "cache_hit",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "run_after",
+            "cancel_requested",
         )
 
 
@@ -176,7 +187,9 @@ class ApiToken(models.Model):
     )
     name = models.CharField(max_length=100, blank=True, default="")
     digest = models.CharField(max_length=64, unique=True, editable=False)
-    prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to tell tokens apart.")
+    prefix = models.CharField(
+        max_length=8, editable=False, help_text="First characters, to tell tokens apart."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)

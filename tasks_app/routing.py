@@ -29,7 +29,10 @@ class WebsocketAuthMiddleware:
         self.cookie_app = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in scope["headers"]
+        }
         raw = bearer_token(headers)
         if raw is None:
             return await self.cookie_app(scope, receive, send)

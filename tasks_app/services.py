@@ -114,25 +114,36 @@ def submit_grouped(
     return results
 
 
-def _submit(owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]]) -> list[tuple[Task, bool]]:
+def _submit(
+    owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]]
+) -> list[tuple[Task, bool]]:
     now = timezone.now()
     keys = [s.idempotency_key for s, _ in validated if s.idempotency_key]
     with transaction.atomic():
         existing = (
-            {t.idempotency_key: t for t in Task.objects.filter(owner=owner, idempotency_key__in=keys)}
+            {
+                t.idempotency_key: t
+                for t in Task.objects.filter(owner=owner, idempotency_key__in=keys)
+            }
             if keys
             else {}
         )
         outcome: list[tuple[Task, bool]] = []
         new: list[Task] = []
         for index, (submission, tool) in enumerate(validated):
-            previous = existing.get(submission.idempotency_key) if submission.idempotency_key else None
+            previous = (
+                existing.get(submission.idempotency_key) if submission.idempotency_key else None
+            )
             if previous is not None:
                 if not _same_request(previous, submission, tool):
                     raise ApiError(
                         "conflict",
                         "This idempotency key was used with different content.",
-                        {"index": index, "idempotency_key": submission.idempotency_key, "task": previous.id},
+                        {
+                            "index": index,
+                            "idempotency_key": submission.idempotency_key,
+                            "task": previous.id,
+                        },
                     )
                 outcome.append((previous, False))
                 continue
@@ -172,7 +183,9 @@ def retry_task(task: Task) -> Task:
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-            raise ApiError("conflict", f"Only failed or cancelled tasks can be retried, not {task.status}.")
+            raise ApiError(
+                "conflict", f"Only failed or cancelled tasks can be retried, not {task.status}."
+            )
         task.requeue()
         _after_commit([task], wake=True)
     return task

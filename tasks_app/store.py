@@ -22,17 +22,24 @@ _FIELDS = Task._meta.concrete_fields
 _TABLE = Task._meta.db_table
 _COLUMNS = ", ".join(connection.ops.quote_name(f.column) for f in _FIELDS)
 _CLAIM_INDEX = "task_claim_idx"
-_INSERT_SQL = (
-    f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(_FIELDS))})"
-)
+_INSERT_SQL = f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(_FIELDS))})"
 
 
 # Columns whose Python value is already what the database driver takes (the field's own
 # get_db_prep_save would return it unchanged): the batch insert skips the per-value call.
-_PLAIN_TYPES = frozenset({
-    "CharField", "IntegerField", "PositiveIntegerField", "SmallIntegerField",
-    "PositiveSmallIntegerField", "BigIntegerField", "FloatField", "BooleanField", "ForeignKey",
-})
+_PLAIN_TYPES = frozenset(
+    {
+        "CharField",
+        "IntegerField",
+        "PositiveIntegerField",
+        "SmallIntegerField",
+        "PositiveSmallIntegerField",
+        "BigIntegerField",
+        "FloatField",
+        "BooleanField",
+        "ForeignKey",
+    }
+)
 _FIELD_BY_NAME = {f.name: f for f in _FIELDS}
 _ATTNAMES = [f.attname for f in _FIELDS]
 
@@ -64,7 +71,9 @@ def _db() -> Any:
     return connections[DEFAULT_DB_ALIAS]
 
 
-_decode_plans: weakref.WeakKeyDictionary[Any, list[tuple[int, Any, list[Any]]]] = weakref.WeakKeyDictionary()
+_decode_plans: weakref.WeakKeyDictionary[Any, list[tuple[int, Any, list[Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _decode(rows: Iterable[Sequence[Any]]) -> list[Task]:
@@ -76,8 +85,10 @@ def _decode(rows: Iterable[Sequence[Any]]) -> list[Task]:
         plan = _decode_plans[db] = [
             (index, column, converters)
             for index, field in enumerate(_FIELDS)
-            if (converters := db.ops.get_db_converters(column := field.get_col(_TABLE))
-                + field.get_db_converters(db))
+            if (
+                converters := db.ops.get_db_converters(column := field.get_col(_TABLE))
+                + field.get_db_converters(db)
+            )
         ]
     tasks = []
     for row in rows:

@@ -50,7 +50,9 @@ def _visible_task_or_404(request: HttpRequest, task_id: str) -> Task:
 @login_required
 @require_GET
 def task_list(request: HttpRequest) -> HttpResponse:
-    tasks = Task.objects.visible_to(request.user).select_related("owner").order_by("-created_at", "-id")
+    tasks = (
+        Task.objects.visible_to(request.user).select_related("owner").order_by("-created_at", "-id")
+    )
     status = request.GET.get("status", "")
     status = status if status in TaskStatus.values else ""
     tool = request.GET.get("tool", "")
@@ -140,7 +142,9 @@ def _change(request: HttpRequest, task_id: str, change: Any, done: str) -> HttpR
     except ApiError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, done if task.status != TaskStatus.RUNNING else "Cancellation requested.")
+        messages.success(
+            request, done if task.status != TaskStatus.RUNNING else "Cancellation requested."
+        )
     return redirect(task)
 
 
@@ -189,11 +193,16 @@ def task_submit(request: HttpRequest) -> HttpResponse:
         status = 400
     tools = [t for t in all_tools() if t.is_enabled(request.user)]
     return render(
-        request, "tasks/task_submit.html", {"form": form, "tool": tool, "tools": tools}, status=status
+        request,
+        "tasks/task_submit.html",
+        {"form": form, "tool": tool, "tools": tools},
+        status=status,
     )
 
 
-def validate_lines(numbered: list[tuple[int, str]], user: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+def validate_lines(
+    numbered: list[tuple[int, str]], user: Any
+) -> tuple[list[Any], list[dict[str, Any]]]:
     """Each JSON line validated as ``POST /tasks`` would; returns the valid ones and, per bad
     line, ``{"line", "error"}``."""
     validated, problems = [], []
@@ -225,7 +234,9 @@ def task_batch(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Submitted {len(outcome)} tasks.")
                 return redirect("task-list")
     status = 400 if request.method == "POST" else 200
-    return render(request, "tasks/task_batch.html", {"form": form, "problems": problems}, status=status)
+    return render(
+        request, "tasks/task_batch.html", {"form": form, "problems": problems}, status=status
+    )
 
 
 # --- staff -----------------------------------------------------------------------------------------

@@ -196,9 +196,11 @@ class WorkerEngine:
         with write_lock(), transaction.atomic():
             written = store.complete_tasks(self.worker_id, completions)
             store.record_progress(self.worker_id, progress)
-            claimed = store.claim_runnable_tasks(
-                self.worker_id, free, timezone.now(), self.lease
-            ) if free > 0 else []
+            claimed = (
+                store.claim_runnable_tasks(self.worker_id, free, timezone.now(), self.lease)
+                if free > 0
+                else []
+            )
         record_finished(written)  # after commit; on this database thread, off the event loop
         self._load_owners({t.owner_id for t in claimed})
         return written, claimed
@@ -224,7 +226,9 @@ class WorkerEngine:
                     task.args,
                     self.owners[task.owner_id],
                     timeout=task.timeout,
-                    report_progress=lambda done, total, message: self._progress(entry, done, total, message),
+                    report_progress=lambda done, total, message: self._progress(
+                        entry, done, total, message
+                    ),
                 ),
                 timeout=task.timeout,
             )
@@ -233,7 +237,10 @@ class WorkerEngine:
             self._record_cancelled(entry, started)
             return
         except TimeoutError:
-            self._fail(completion, ToolError("timeout", f"Timed out after {task.timeout:g} s.", retryable=True))
+            self._fail(
+                completion,
+                ToolError("timeout", f"Timed out after {task.timeout:g} s.", retryable=True),
+            )
         except ToolError as error:
             self._fail(completion, error)
         except Exception as error:
@@ -330,9 +337,7 @@ class WorkerEngine:
             },
         )
 
-    def _renew_and_reap(
-        self, running: dict[str, int]
-    ) -> tuple[list[str], list[str], list[Task]]:
+    def _renew_and_reap(self, running: dict[str, int]) -> tuple[list[str], list[str], list[Task]]:
         """Renew the leases of the attempts this worker runs; return those to cancel (asked by a
         user), those no longer ours (the lease expired and the reaper gave the task away: the
         attempt must stop, lest two workers run the task), and the tasks reaped."""
@@ -373,7 +378,9 @@ class WorkerEngine:
 def reap_expired_leases(now: Any, limit: int = 500) -> list[Task]:
     """Tasks whose worker stopped renewing: back to ``queued``, or ``failed`` as lost when their
     attempts are spent. Each row is changed only if it is still the expired attempt we read."""
-    expired = list(Task.objects.running().filter(lease_expires_at__lt=now).order_by("lease_expires_at")[:limit])
+    expired = list(
+        Task.objects.running().filter(lease_expires_at__lt=now).order_by("lease_expires_at")[:limit]
+    )
     changed = []
     for task in expired:
         if task.cancel_requested:
@@ -382,7 +389,10 @@ def reap_expired_leases(now: Any, limit: int = 500) -> list[Task]:
         else:
             # The lost attempt counts: a task that kills its worker every time must end.
             status = TaskStatus.QUEUED if task.attempts < task.max_attempts else TaskStatus.FAILED
-            error = {"type": "lost", "message": f"Worker {task.worker_id} stopped renewing its lease."}
+            error = {
+                "type": "lost",
+                "message": f"Worker {task.worker_id} stopped renewing its lease.",
+            }
         completion = Completion(task=task, status=status, error=error, finished_at=now)
         changed.extend(store.complete_tasks(task.worker_id, [completion]))
     return changed

@@ -17,7 +17,9 @@ def _workspace_root(tmp_path: Path, settings: Any) -> None:
 
 
 def _persona(django_user_model: Any, username: str, staff: bool = False) -> Any:
-    user = django_user_model.objects.create_user(username, password="pw-" + username, is_staff=staff, is_superuser=staff)
+    user = django_user_model.objects.create_user(
+        username, password="pw-" + username, is_staff=staff, is_superuser=staff
+    )
     user.raw_token = ApiToken.issue(user)[1]
     return user
 

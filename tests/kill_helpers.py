@@ -48,12 +48,19 @@ def ledger_file(stack: Stack, username: str = "alice") -> Path:
     return stack.data_dir / "workspaces" / username / LEDGER
 
 
-def submit_ledger_tasks(stack: Stack, token: str, keys: list[str], **fields: Any) -> list[dict[str, Any]]:
+def submit_ledger_tasks(
+    stack: Stack, token: str, keys: list[str], **fields: Any
+) -> list[dict[str, Any]]:
     """Submit one ``test_ledger`` task per key, in batches of 500 through the API."""
     args = fields.pop("args", {})
     tasks: list[dict[str, Any]] = []
     for start in range(0, len(keys), 500):
-        body = {"tasks": [{"tool": "test_ledger", "args": {"key": k, **args}, **fields} for k in keys[start : start + 500]]}
+        body = {
+            "tasks": [
+                {"tool": "test_ledger", "args": {"key": k, **args}, **fields}
+                for k in keys[start : start + 500]
+            ]
+        }
         status, answer = stack.request("POST", "/api/v1/tasks/batch", token, body)
         assert status == 202, (status, answer)
         tasks += answer["tasks"]
@@ -63,13 +70,17 @@ def submit_ledger_tasks(stack: Stack, token: str, keys: list[str], **fields: Any
 def lookup(stack: Stack, token: str, ids: list[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 1000):
-        status, answer = stack.request("POST", "/api/v1/tasks/lookup", token, {"ids": ids[start : start + 1000]})
+        status, answer = stack.request(
+            "POST", "/api/v1/tasks/lookup", token, {"ids": ids[start : start + 1000]}
+        )
         assert status == 200, (status, answer)
         found.update({t["id"]: t for t in answer["tasks"]})
     return found
 
 
-def wait_terminal(stack: Stack, token: str, ids: list[str], within: float) -> dict[str, dict[str, Any]]:
+def wait_terminal(
+    stack: Stack, token: str, ids: list[str], within: float
+) -> dict[str, dict[str, Any]]:
     def drained() -> bool:
         for status in ("queued", "running"):
             code, page = stack.request("GET", f"/api/v1/tasks?status={status}&limit=1", token)
@@ -124,7 +135,9 @@ class Kills:
         process.wait(timeout=30)
 
 
-def check_ledger(tasks: dict[str, dict[str, Any]], keys: dict[str, str], path: Path, kills: Kills) -> dict[str, Any]:
+def check_ledger(
+    tasks: dict[str, dict[str, Any]], keys: dict[str, str], path: Path, kills: Kills
+) -> dict[str, Any]:
     """Assert the invariants of at-least-once execution against the ledger; return the figures.
 
     ``keys`` maps task id to ledger key. Every task succeeded; ran at least once; every execution
@@ -136,11 +149,18 @@ def check_ledger(tasks: dict[str, dict[str, Any]], keys: dict[str, str], path: P
     re_executed, recover = 0, 0.0
     for task_id, task in tasks.items():
         key = keys[task_id]
-        assert task["status"] == "succeeded", (key, task["status"], task["error"], task["attempt_history"])
+        assert task["status"] == "succeeded", (
+            key,
+            task["status"],
+            task["error"],
+            task["attempt_history"],
+        )
         ran = runs.get(key, [])
         assert ran, f"{key} never ran"
         for earlier, later in itertools.pairwise(ran):
-            assert earlier.pid in kills.at, f"{key} ran again though {earlier.pid} was not killed: {ran}"
+            assert earlier.pid in kills.at, (
+                f"{key} ran again though {earlier.pid} was not killed: {ran}"
+            )
             assert later.started >= kills.at[earlier.pid], f"{key} ran twice at once: {ran}"
             recover = max(recover, later.started - kills.at[earlier.pid])
         assert ran[-1].outcome == "end"
@@ -158,8 +178,14 @@ def check_ledger(tasks: dict[str, dict[str, Any]], keys: dict[str, str], path: P
 
 
 def kill_loop(
-    stack: Stack, workers: list[subprocess.Popen[bytes]], path: Path, kills: Kills, rounds: int,
-    done: Any, pause: tuple[float, float] = (0.5, 2.0), min_starts: int = 10,
+    stack: Stack,
+    workers: list[subprocess.Popen[bytes]],
+    path: Path,
+    kills: Kills,
+    rounds: int,
+    done: Any,
+    pause: tuple[float, float] = (0.5, 2.0),
+    min_starts: int = 10,
 ) -> None:
     """``rounds`` times (or until ``done()``): pick a worker, wait until it runs tasks, SIGKILL it
     mid-batch, start a fresh one in its place."""
@@ -192,7 +218,19 @@ class PrivateRedis:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -27,7 +27,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition: Any, timeout: float = 30.0, interval: float = 0.05, message: str = "") -> Any:
+def wait_for(
+    condition: Any, timeout: float = 30.0, interval: float = 0.05, message: str = ""
+) -> Any:
     """Poll ``condition`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -62,10 +64,17 @@ class Stack:
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
-            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+            [PYTHON, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if result.returncode:
-            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
         return result.stdout
 
     def migrate(self) -> None:
@@ -75,14 +84,18 @@ class Stack:
         output = self.manage("create_api_token", username, *(["--staff"] if staff else []))
         return output.strip().splitlines()[-1]
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")
         return subprocess.Popen(
             argv, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )
 
     def start_web(self) -> None:
-        self.web = self._spawn("daphne", [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "clawsite.asgi:application"])
+        self.web = self._spawn(
+            "daphne", [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "clawsite.asgi:application"]
+        )
         wait_for(self._web_answers, timeout=60, message="daphne to answer")
 
     def _web_answers(self) -> bool:
@@ -93,11 +106,15 @@ class Stack:
             return False
 
     def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
-        worker = self._spawn(f"worker-{len(self.workers)}", [PYTHON, "manage.py", "runworker", "tasks"], env)
+        worker = self._spawn(
+            f"worker-{len(self.workers)}", [PYTHON, "manage.py", "runworker", "tasks"], env
+        )
         self.workers.append(worker)
         return worker
 
-    def request(self, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, token: str | None = None, body: Any = None
+    ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
@@ -110,7 +127,7 @@ class Stack:
             return error.code, json.loads(error.read() or b"null")
 
     def stop(self) -> None:
-        for process in [*self.workers, *( [self.web] if self.web else [])]:
+        for process in [*self.workers, *([self.web] if self.web else [])]:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in [*self.workers, *([self.web] if self.web else [])]:
@@ -121,4 +138,7 @@ class Stack:
                 process.wait()
 
     def log_text(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-5000:]}" for p in self.logs.glob("*.log"))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-5000:]}"
+            for p in self.logs.glob("*.log")
+        )

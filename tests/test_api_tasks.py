@@ -16,16 +16,28 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 async def post(client: AsyncClient, path: str, body: Any) -> Any:
-    return await client.post(path, data=json.dumps(body) if not isinstance(body, (str, bytes)) else body, content_type="application/json")
+    return await client.post(
+        path,
+        data=json.dumps(body) if not isinstance(body, (str, bytes)) else body,
+        content_type="application/json",
+    )
 
 
 async def test_submit_creates_one_queued_row(as_alice: AsyncClient, alice: Any) -> None:
-    response = await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": "notes.txt"}, "priority": 5})
+    response = await post(
+        as_alice,
+        "/api/v1/tasks",
+        {"tool": "read_file", "args": {"path": "notes.txt"}, "priority": 5},
+    )
     assert response.status_code == 202
     body = response.json()
     task = await Task.objects.aget(pk=body["id"])
     assert task.owner_id == alice.id and task.status == TaskStatus.QUEUED and task.priority == 5
-    assert body["status"] == "queued" and body["version"] == 1 and body["url"] == f"/api/v1/tasks/{task.id}"
+    assert (
+        body["status"] == "queued"
+        and body["version"] == 1
+        and body["url"] == f"/api/v1/tasks/{task.id}"
+    )
     assert body["created_at"].endswith("Z")
 
 
@@ -44,7 +56,9 @@ async def test_submit_creates_one_queued_row(as_alice: AsyncClient, alice: Any) 
         ("[1, 2]", "invalid_json"),
     ],
 )
-async def test_bad_submissions_are_400_and_create_nothing(as_alice: AsyncClient, body: Any, code: str) -> None:
+async def test_bad_submissions_are_400_and_create_nothing(
+    as_alice: AsyncClient, body: Any, code: str
+) -> None:
     response = await post(as_alice, "/api/v1/tasks", body)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
@@ -65,9 +79,17 @@ async def test_revoked_token_is_refused(alice: Any, as_alice: AsyncClient) -> No
     assert (await as_alice.get("/api/v1/tasks")).status_code == 401
 
 
-async def test_another_users_task_is_404_everywhere(as_alice: AsyncClient, as_bob: AsyncClient, as_carol: AsyncClient) -> None:
-    task_id = (await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": "a"}})).json()["id"]
-    for method, path in [("get", f"/api/v1/tasks/{task_id}"), ("post", f"/api/v1/tasks/{task_id}/cancel"), ("post", f"/api/v1/tasks/{task_id}/retry")]:
+async def test_another_users_task_is_404_everywhere(
+    as_alice: AsyncClient, as_bob: AsyncClient, as_carol: AsyncClient
+) -> None:
+    task_id = (
+        await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": "a"}})
+    ).json()["id"]
+    for method, path in [
+        ("get", f"/api/v1/tasks/{task_id}"),
+        ("post", f"/api/v1/tasks/{task_id}/cancel"),
+        ("post", f"/api/v1/tasks/{task_id}/retry"),
+    ]:
         response = await getattr(as_bob, method)(path)
         assert response.status_code == 404, path
         assert response.json()["error"]["code"] == "not_found"
@@ -81,7 +103,11 @@ async def test_another_users_task_is_404_everywhere(as_alice: AsyncClient, as_bo
 
 async def test_batch_is_all_or_nothing(as_alice: AsyncClient) -> None:
     good = {"tool": "read_file", "args": {"path": "a"}}
-    response = await post(as_alice, "/api/v1/tasks/batch", {"tasks": [good, {"tool": "read_file", "args": {"path": "/abs"}}, good, {"tool": "x"}]})
+    response = await post(
+        as_alice,
+        "/api/v1/tasks/batch",
+        {"tasks": [good, {"tool": "read_file", "args": {"path": "/abs"}}, good, {"tool": "x"}]},
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_batch"
@@ -89,7 +115,11 @@ async def test_batch_is_all_or_nothing(as_alice: AsyncClient) -> None:
     assert error["details"][1]["error"]["code"] == "unknown_tool"
     assert await Task.objects.acount() == 0
 
-    response = await post(as_alice, "/api/v1/tasks/batch", {"tasks": [{**good, "priority": i % 201 - 100} for i in range(1000)]})
+    response = await post(
+        as_alice,
+        "/api/v1/tasks/batch",
+        {"tasks": [{**good, "priority": i % 201 - 100} for i in range(1000)]},
+    )
     assert response.status_code == 202
     tasks = response.json()["tasks"]
     assert [t["priority"] for t in tasks] == [i % 201 - 100 for i in range(1000)]
@@ -106,7 +136,11 @@ async def test_batch_size_limits(as_alice: AsyncClient, tasks: list[Any]) -> Non
 async def test_body_over_the_limit_is_413(as_alice: AsyncClient, settings: Any) -> None:
     settings.CLAWSITE_MAX_BODY_BYTES = 1000
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = await post(as_alice, "/api/v1/tasks", {"tool": "write_file", "args": {"path": "a", "content": "x" * 5000}})
+    response = await post(
+        as_alice,
+        "/api/v1/tasks",
+        {"tool": "write_file", "args": {"path": "a", "content": "x" * 5000}},
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert await Task.objects.acount() == 0
@@ -121,9 +155,16 @@ async def test_404_and_405_under_api_are_json(as_alice: AsyncClient) -> None:
     assert response.status_code == 405
 
 
-async def test_list_filters_and_cursor_pagination(as_alice: AsyncClient, as_bob: AsyncClient) -> None:
+async def test_list_filters_and_cursor_pagination(
+    as_alice: AsyncClient, as_bob: AsyncClient
+) -> None:
     await post(as_bob, "/api/v1/tasks", {"tool": "read_file", "args": {"path": "b"}})
-    ids = [(await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": str(i)}})).json()["id"] for i in range(7)]
+    ids = [
+        (
+            await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": str(i)}})
+        ).json()["id"]
+        for i in range(7)
+    ]
     await post(as_alice, "/api/v1/tasks", {"tool": "list_directory", "args": {}})
     seen, path = [], "/api/v1/tasks?tool=read_file&limit=3"
     while path:
@@ -138,8 +179,15 @@ async def test_list_filters_and_cursor_pagination(as_alice: AsyncClient, as_bob:
 
 
 async def test_lookup_keeps_order_and_skips_unknown(as_alice: AsyncClient) -> None:
-    ids = [(await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": str(i)}})).json()["id"] for i in range(3)]
-    body = (await post(as_alice, "/api/v1/tasks/lookup", {"ids": [ids[2], "missing", ids[0]]})).json()
+    ids = [
+        (
+            await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": str(i)}})
+        ).json()["id"]
+        for i in range(3)
+    ]
+    body = (
+        await post(as_alice, "/api/v1/tasks/lookup", {"ids": [ids[2], "missing", ids[0]]})
+    ).json()
     assert [t["id"] for t in body["tasks"]] == [ids[2], ids[0]]
     assert (await post(as_alice, "/api/v1/tasks/lookup", {"ids": []})).status_code == 400
 
@@ -158,7 +206,9 @@ async def test_idempotency_key(as_alice: AsyncClient, as_bob: AsyncClient) -> No
 
 
 async def test_cancel_queued_then_retry(as_alice: AsyncClient) -> None:
-    task_id = (await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": "a"}})).json()["id"]
+    task_id = (
+        await post(as_alice, "/api/v1/tasks", {"tool": "read_file", "args": {"path": "a"}})
+    ).json()["id"]
     response = await as_alice.post(f"/api/v1/tasks/{task_id}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     assert (await Task.objects.aget(pk=task_id)).status == TaskStatus.CANCELLED
@@ -186,4 +236,6 @@ async def test_session_user_needs_csrf_but_bearer_does_not(alice: Any) -> None:
     assert await Task.objects.acount() == 0
     assert (await client.get("/api/v1/tasks")).status_code == 200
     as_agent = bearer(alice, enforce_csrf_checks=True)
-    assert (await as_agent.post("/api/v1/tasks", data=body, content_type="application/json")).status_code == 202
+    assert (
+        await as_agent.post("/api/v1/tasks", data=body, content_type="application/json")
+    ).status_code == 202

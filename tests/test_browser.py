@@ -20,21 +20,34 @@ from tests.stack import ROOT, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 ARTIFACTS = ROOT / "artifacts"
 TIMEOUT_MS = 30_000
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium)"
+    ),
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed"
+)
 expect = sync_api.expect
 
-USERS = {"erin": ("pw-erin-browser", False), "olga": ("pw-olga-browser", False), "sam": ("pw-sam-browser", True)}
+USERS = {
+    "erin": ("pw-erin-browser", False),
+    "olga": ("pw-olga-browser", False),
+    "sam": ("pw-sam-browser", True),
+}
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +173,9 @@ def test_the_list_updates_live(page: Any, stack: Stack) -> None:
         page.goto("/")
         expect(page.locator("body[data-live='1']")).to_be_attached()
         mark_page(page)
-        status, body = stack.request("POST", "/api/v1/tasks", stack.tokens["erin"], {"tool": "list_directory", "args": {}})  # type: ignore[attr-defined]
+        status, body = stack.request(
+            "POST", "/api/v1/tasks", stack.tokens["erin"], {"tool": "list_directory", "args": {}}
+        )  # type: ignore[attr-defined]
         assert status == 202, body
         row = page.locator(f"#task-{body['id']}")
         expect(row).to_be_visible()
@@ -187,10 +202,15 @@ def test_run_a_batch(page: Any, stack: Stack) -> None:
     with kept_on_failure(page, stack, "batch"):
         sign_in(page, "erin")
         page.goto("/tasks/batch")
-        page.get_by_label("Tasks, one JSON object per line").fill('{"tool": "list_directory"}\nnot json\n')
+        page.get_by_label("Tasks, one JSON object per line").fill(
+            '{"tool": "list_directory"}\nnot json\n'
+        )
         page.get_by_role("button", name="Submit batch").click()
         expect(page.locator("#batch-errors")).to_contain_text("Line 2")
-        lines = "\n".join(f'{{"tool": "write_file", "args": {{"path": "batch-{n}.txt", "content": "{n}"}}}}' for n in range(3))
+        lines = "\n".join(
+            f'{{"tool": "write_file", "args": {{"path": "batch-{n}.txt", "content": "{n}"}}}}'
+            for n in range(3)
+        )
         page.get_by_label("Tasks, one JSON object per line").fill(lines)
         page.get_by_role("button", name="Submit batch").click()
         expect(page.get_by_role("status")).to_contain_text("Submitted 3 tasks.")
@@ -206,7 +226,9 @@ def test_run_a_batch(page: Any, stack: Stack) -> None:
 def test_staff_dashboard_and_admin(page: Any, stack: Stack) -> None:
     with kept_on_failure(page, stack, "dashboard"):
         token = stack.tokens["erin"]  # type: ignore[attr-defined]
-        _, task = stack.request("POST", "/api/v1/tasks", token, {"tool": "list_directory", "args": {}})
+        _, task = stack.request(
+            "POST", "/api/v1/tasks", token, {"tool": "list_directory", "args": {}}
+        )
         _, task = stack.request("GET", f"/api/v1/tasks/{task['id']}?wait=30", token)
         assert task["status"] == "succeeded"
         sign_in(page, "sam")
@@ -217,15 +239,23 @@ def test_staff_dashboard_and_admin(page: Any, stack: Stack) -> None:
         expect(page.locator("#workers-table tbody tr").first).not_to_have_class("empty")
         expect(page.locator("#chart-throughput polyline")).to_have_count(1)
         # Staff see everyone's tasks: erin's succeeded one is counted.
-        expect(page.locator("[data-stat='queue.succeeded']")).to_have_text(re.compile(r"^[1-9]\d*$"))
+        expect(page.locator("[data-stat='queue.succeeded']")).to_have_text(
+            re.compile(r"^[1-9]\d*$")
+        )
         # The admin, with its CSS served under daphne (WhiteNoise), and the statistics page.
         page.goto("/admin/")
-        background = page.evaluate("getComputedStyle(document.getElementById('header')).backgroundColor")
+        background = page.evaluate(
+            "getComputedStyle(document.getElementById('header')).backgroundColor"
+        )
         assert background not in ("rgba(0, 0, 0, 0)", "transparent"), background
         page.get_by_role("link", name="Queue statistics").click()
         expect(page.locator("#queue-counts")).to_be_visible()
-        with urllib.request.urlopen(stack.url + "/static/admin/css/base.css", timeout=10) as response:
-            assert response.status == 200 and response.headers["Content-Type"].startswith("text/css")
+        with urllib.request.urlopen(
+            stack.url + "/static/admin/css/base.css", timeout=10
+        ) as response:
+            assert response.status == 200 and response.headers["Content-Type"].startswith(
+                "text/css"
+            )
 
 
 def test_outsider_never_sees_another_users_task(page: Any, stack: Stack) -> None:
@@ -233,7 +263,9 @@ def test_outsider_never_sees_another_users_task(page: Any, stack: Stack) -> None
         sign_in(page, "olga")
         page.goto("/")
         expect(page.locator("body[data-live='1']")).to_be_attached()
-        status, body = stack.request("POST", "/api/v1/tasks", stack.tokens["erin"], {"tool": "list_directory", "args": {}})  # type: ignore[attr-defined]
+        status, body = stack.request(
+            "POST", "/api/v1/tasks", stack.tokens["erin"], {"tool": "list_directory", "args": {}}
+        )  # type: ignore[attr-defined]
         assert status == 202
         # Erin's task finishes; olga's live list never shows it, and its page is a 404.
         _, done = stack.request("GET", f"/api/v1/tasks/{body['id']}?wait=30", stack.tokens["erin"])  # type: ignore[attr-defined]

@@ -30,7 +30,10 @@ def ws(settings: Any) -> Path:
 
 
 def delta(before: dict[str, Any], after: dict[str, Any], tool: str) -> dict[str, int]:
-    return {k: after["by_tool"][tool][k] - before["by_tool"][tool][k] for k in ("hits", "misses", "stores", "keys")}
+    return {
+        k: after["by_tool"][tool][k] - before["by_tool"][tool][k]
+        for k in ("hits", "misses", "stores", "keys")
+    }
 
 
 async def test_second_call_is_a_hit_with_the_same_answer(ws: Path) -> None:
@@ -72,7 +75,11 @@ async def test_read_file_changed_behind_our_back_same_size_same_mtime(ws: Path) 
     with open(target, "r+") as handle:  # in place: same inode, same size  # noqa: ASYNC230  (a test may block)
         handle.write("version B")
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime back
-    assert (os.stat(target).st_size, os.stat(target).st_mtime_ns, os.stat(target).st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert (os.stat(target).st_size, os.stat(target).st_mtime_ns, os.stat(target).st_ino) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
     # Read at once (the change is "racily clean": refused by the window) and after the window
     # (only ctime tells the change apart).
     assert (await run("read_file", {"path": "note.txt"})).result["content"] == "version B"
@@ -107,7 +114,9 @@ async def test_listing_and_search_see_changes_deep_in_the_tree(ws: Path) -> None
     assert found.cache_hit is False and found.result["matches"][0]["text"] == "needle two"
     (ws / "a/b/new.txt").write_text("x")
     listing = await run("list_directory", {"recursive": True})
-    assert listing.cache_hit is False and "a/b/new.txt" in [e["path"] for e in listing.result["entries"]]
+    assert listing.cache_hit is False and "a/b/new.txt" in [
+        e["path"] for e in listing.result["entries"]
+    ]
 
 
 async def test_a_freshly_changed_file_is_not_cached(ws: Path, settings: Any) -> None:
@@ -116,7 +125,12 @@ async def test_a_freshly_changed_file_is_not_cached(ws: Path, settings: Any) -> 
     before = get_cache_stats()
     for _ in range(2):
         assert (await run("hash_file", {"path": "fresh.txt"})).cache_hit is False
-    assert delta(before, get_cache_stats(), "hash_file") == {"hits": 0, "misses": 2, "stores": 0, "keys": 0}
+    assert delta(before, get_cache_stats(), "hash_file") == {
+        "hits": 0,
+        "misses": 2,
+        "stores": 0,
+        "keys": 0,
+    }
 
 
 async def test_small_reads_bypass_the_cache(ws: Path, settings: Any) -> None:
@@ -126,7 +140,12 @@ async def test_small_reads_bypass_the_cache(ws: Path, settings: Any) -> None:
     before = get_cache_stats()
     for _ in range(2):
         assert (await run("read_file", {"path": "small.txt"})).cache_hit is False
-    assert delta(before, get_cache_stats(), "read_file") == {"hits": 0, "misses": 0, "stores": 0, "keys": 0}
+    assert delta(before, get_cache_stats(), "read_file") == {
+        "hits": 0,
+        "misses": 0,
+        "stores": 0,
+        "keys": 0,
+    }
 
 
 async def test_errors_are_never_cached(ws: Path) -> None:
@@ -233,11 +252,22 @@ async def test_stats_are_shared_across_processes(ws: Path) -> None:
         "CLAWSITE_CACHE_RACY_SECONDS": "0.05",
     }
     child = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        subprocess.run,
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["False", "True", "True"]
-    assert delta(before, get_cache_stats(), "hash_file") == {"hits": 2, "misses": 1, "stores": 1, "keys": 1}
+    assert delta(before, get_cache_stats(), "hash_file") == {
+        "hits": 2,
+        "misses": 1,
+        "stores": 1,
+        "keys": 1,
+    }
     assert (await run("hash_file", {"path": "shared.txt"})).cache_hit is True  # stored by the other
 
 

@@ -37,7 +37,9 @@ async def cached(settings: Any) -> Path:
     return ws
 
 
-async def test_staff_invalidate_by_tool_pattern_and_all(cached: Path, as_carol: AsyncClient) -> None:
+async def test_staff_invalidate_by_tool_pattern_and_all(
+    cached: Path, as_carol: AsyncClient
+) -> None:
     response = await as_carol.delete("/api/v1/cache?tool=hash_file&pattern=alice/a*")
     assert response.status_code == 200 and response.json() == {"deleted": 1}
     assert get_cache_stats()["by_tool"]["hash_file"]["keys"] == 1
@@ -56,9 +58,19 @@ async def test_non_staff_and_anonymous_are_refused(cached: Path, as_alice: Async
 
 
 @pytest.mark.parametrize(
-    "query", ["tool=write_file", "tool=nope", "tool=", "colour=red", "pattern=" + "x" * 1001, "pattern=a%00b"]
+    "query",
+    [
+        "tool=write_file",
+        "tool=nope",
+        "tool=",
+        "colour=red",
+        "pattern=" + "x" * 1001,
+        "pattern=a%00b",
+    ],
 )
-async def test_bad_queries_are_400_and_delete_nothing(cached: Path, as_carol: AsyncClient, query: str) -> None:
+async def test_bad_queries_are_400_and_delete_nothing(
+    cached: Path, as_carol: AsyncClient, query: str
+) -> None:
     response = await as_carol.delete(f"/api/v1/cache?{query}")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_args"
     assert get_cache_stats()["keys"] == 4
@@ -110,7 +122,9 @@ def test_worker_fills_the_cache_and_another_process_reports_it(tmp_path: Path) -
     cache hit recorded on the task; `manage.py cachestats` (a third process) sees the worker's
     counts; DELETE /api/v1/cache empties it."""
     prefix = f"clawsite-e2e-cache-{uuid.uuid4().hex[:8]}"
-    stack = Stack(tmp_path / "data", {"CLAWSITE_REDIS_PREFIX": prefix, "CLAWSITE_CACHE_RACY_SECONDS": "0.05"})
+    stack = Stack(
+        tmp_path / "data", {"CLAWSITE_REDIS_PREFIX": prefix, "CLAWSITE_CACHE_RACY_SECONDS": "0.05"}
+    )
     try:
         stack.migrate()
         alice, carol = stack.token("alice"), stack.token("carol", staff=True)
@@ -120,7 +134,9 @@ def test_worker_fills_the_cache_and_another_process_reports_it(tmp_path: Path) -
         (tmp_path / "data/workspaces/alice/big.bin").write_bytes(b"z" * 100_000)
         tasks = []
         for _ in range(2):
-            status, task = stack.request("POST", "/api/v1/tasks", alice, {"tool": "hash_file", "args": {"path": "big.bin"}})
+            status, task = stack.request(
+                "POST", "/api/v1/tasks", alice, {"tool": "hash_file", "args": {"path": "big.bin"}}
+            )
             assert status == 202
             tasks.append(wait_for(lambda t=task: finished(stack, alice, t["id"]), timeout=60))
         assert [t["status"] for t in tasks] == ["succeeded", "succeeded"], stack.log_text()
@@ -129,7 +145,10 @@ def test_worker_fills_the_cache_and_another_process_reports_it(tmp_path: Path) -
         stats = json.loads(stack.manage("cachestats"))["by_tool"]["hash_file"]
         assert (stats["hits"], stats["misses"], stats["stores"], stats["keys"]) == (1, 1, 1, 1)
         assert stack.request("DELETE", "/api/v1/cache", alice)[0] == 403
-        assert stack.request("DELETE", "/api/v1/cache?tool=hash_file", carol) == (200, {"deleted": 1})
+        assert stack.request("DELETE", "/api/v1/cache?tool=hash_file", carol) == (
+            200,
+            {"deleted": 1},
+        )
     finally:
         stack.stop()
         client = redis.Redis.from_url(django_settings.REDIS_URL)

@@ -51,8 +51,12 @@ def test_submit_over_http_watch_over_websocket_read_the_result(stack: Stack) -> 
     async def scenario() -> tuple[dict[str, list[str]], list[str]]:
         seen: dict[str, list[str]] = {}
         # An agent: Bearer header on the handshake, no Origin.
-        async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-            ids = [await asyncio.to_thread(submit, "write_file", path="hello.txt", content="hi there")]
+        async with websockets.connect(
+            ws_url, additional_headers={"Authorization": f"Bearer {token}"}
+        ) as ws:
+            ids = [
+                await asyncio.to_thread(submit, "write_file", path="hello.txt", content="hi there")
+            ]
             await frames_until_done(ws, seen, ids)
             ids.append(await asyncio.to_thread(submit, "read_file", path="hello.txt"))
             ids.append(await asyncio.to_thread(submit, "list_directory"))
@@ -73,12 +77,21 @@ def test_submit_over_http_watch_over_websocket_read_the_result(stack: Stack) -> 
 def test_a_task_submitted_while_no_worker_runs_once_one_starts(stack: Stack) -> None:
     token = stack.token("bob")
     stack.start_web()
-    status, task = stack.request("POST", "/api/v1/tasks", token, {"tool": "create_directory", "args": {"path": "later"}})
+    status, task = stack.request(
+        "POST", "/api/v1/tasks", token, {"tool": "create_directory", "args": {"path": "later"}}
+    )
     assert status == 202
     time.sleep(1)
     assert stack.request("GET", f"/api/v1/tasks/{task['id']}", token)[1]["status"] == "queued"
     stack.start_worker()
-    done = wait_for(lambda: (t := stack.request("GET", f"/api/v1/tasks/{task['id']}", token)[1])["status"] == "succeeded" and t, timeout=60)
+    done = wait_for(
+        lambda: (
+            (t := stack.request("GET", f"/api/v1/tasks/{task['id']}", token)[1])["status"]
+            == "succeeded"
+            and t
+        ),
+        timeout=60,
+    )
     assert done["result"] == {"path": "later", "created": True}
     assert (stack.data_dir / "workspaces" / "bob" / "later").is_dir()
 
@@ -90,19 +103,33 @@ def test_a_browser_session_can_use_the_api_with_its_csrf_token(stack: Stack) -> 
     import urllib.parse
     import urllib.request
 
-    stack.manage("shell", "-c", "from django.contrib.auth.models import User; User.objects.create_user('erin', password='erin-pass-1')")
+    stack.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; User.objects.create_user('erin', password='erin-pass-1')",
+    )
     stack.start_web()
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     page = opener.open(stack.url + "/login/").read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    form = urllib.parse.urlencode({"username": "erin", "password": "erin-pass-1", "csrfmiddlewaretoken": token}).encode()
-    opener.open(urllib.request.Request(stack.url + "/login/", data=form, headers={"Referer": stack.url + "/login/"}))
+    form = urllib.parse.urlencode(
+        {"username": "erin", "password": "erin-pass-1", "csrfmiddlewaretoken": token}
+    ).encode()
+    opener.open(
+        urllib.request.Request(
+            stack.url + "/login/", data=form, headers={"Referer": stack.url + "/login/"}
+        )
+    )
     csrf = next(c.value for c in jar if c.name == "csrftoken")
     body = json.dumps({"tool": "create_directory", "args": {"path": "s"}}).encode()
 
     def post(headers: dict[str, str]) -> tuple[int, Any]:
-        request = urllib.request.Request(stack.url + "/api/v1/tasks", data=body, headers={"Content-Type": "application/json", **headers})
+        request = urllib.request.Request(
+            stack.url + "/api/v1/tasks",
+            data=body,
+            headers={"Content-Type": "application/json", **headers},
+        )
         try:
             with opener.open(request) as response:
                 return response.status, json.loads(response.read())

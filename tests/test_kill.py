@@ -100,19 +100,25 @@ def test_two_workers_and_the_web_share_one_sqlite_file_under_load(tmp_path: Path
     assert "database is locked" not in stack.log_text()
 
 
-def test_redis_stopped_and_restarted_mid_run_loses_nothing_then_cancel_works(tmp_path: Path) -> None:
+def test_redis_stopped_and_restarted_mid_run_loses_nothing_then_cancel_works(
+    tmp_path: Path,
+) -> None:
     private = PrivateRedis(tmp_path / "redis")
     private.start()
     stack, token = ledger_stack(tmp_path / "stack", REDIS_URL=private.url)
     try:
         stack.start_worker()
-        before = submit_ledger_tasks(stack, token, [f"a{i}" for i in range(200)], args={"seconds": 0.05})
+        before = submit_ledger_tasks(
+            stack, token, [f"a{i}" for i in range(200)], args={"seconds": 0.05}
+        )
         path = ledger_file(stack)
         wait_for(lambda: len(executions(path)) >= 20, timeout=60, message="the run to start")
         private.stop()
         # Redis is gone: the rows are the truth, so submissions are still accepted and run.
         during = submit_ledger_tasks(stack, token, [f"b{i}" for i in range(50)])
-        wait_for(lambda: len(executions(path)) >= 230, timeout=60, message="work to go on without Redis")
+        wait_for(
+            lambda: len(executions(path)) >= 230, timeout=60, message="work to go on without Redis"
+        )
         private.start()
         after = submit_ledger_tasks(stack, token, [f"c{i}" for i in range(50)])
         ids = {t["id"]: t["args"]["key"] for t in [*before, *during, *after]}
@@ -123,7 +129,9 @@ def test_redis_stopped_and_restarted_mid_run_loses_nothing_then_cancel_works(tmp
         # cancel hints reach it again rather than only its tick.
         group = f"{stack.env['CLAWSITE_REDIS_PREFIX']}:asgi:group:clawsite.workers"
         client = redis.Redis.from_url(private.url)
-        wait_for(lambda: client.zcard(group) >= 1, timeout=30, message="the worker to rejoin its group")
+        wait_for(
+            lambda: client.zcard(group) >= 1, timeout=30, message="the worker to rejoin its group"
+        )
         (long,) = submit_ledger_tasks(stack, token, ["long"], args={"seconds": 60})
         wait_for(lambda: "long" in executions(path), timeout=30, message="the long task to start")
         status, _ = stack.request("POST", f"/api/v1/tasks/{long['id']}/cancel", token)
@@ -140,9 +148,20 @@ def test_sigterm_finishes_or_requeues_and_a_second_signal_exits_at_once(tmp_path
     path = ledger_file(stack)
     try:
         worker = stack.start_worker(CLAWSITE_WORKER_CONCURRENCY="4")
-        short = submit_ledger_tasks(stack, token, [f"s{i}" for i in range(2)], args={"seconds": 0.3}, priority=10)
-        long = submit_ledger_tasks(stack, token, [f"l{i}" for i in range(2)], args={"seconds": 4}, max_attempts=1, priority=5)
-        waiting = submit_ledger_tasks(stack, token, [f"w{i}" for i in range(4)], args={"seconds": 0.1})
+        short = submit_ledger_tasks(
+            stack, token, [f"s{i}" for i in range(2)], args={"seconds": 0.3}, priority=10
+        )
+        long = submit_ledger_tasks(
+            stack,
+            token,
+            [f"l{i}" for i in range(2)],
+            args={"seconds": 4},
+            max_attempts=1,
+            priority=5,
+        )
+        waiting = submit_ledger_tasks(
+            stack, token, [f"w{i}" for i in range(4)], args={"seconds": 0.1}
+        )
         wait_for(lambda: len(executions(path)) >= 4, timeout=60, message="four tasks to start")
 
         worker.send_signal(signal.SIGTERM)
@@ -157,7 +176,9 @@ def test_sigterm_finishes_or_requeues_and_a_second_signal_exits_at_once(tmp_path
         assert {"s0", "s1", "l0", "l1"} <= set(executions(path))
 
         # A second signal exits at once, well inside a long grace; the lease brings the task back.
-        impatient = stack.start_worker(CLAWSITE_WORKER_GRACE_SECONDS="120", CLAWSITE_WORKER_CONCURRENCY="1")
+        impatient = stack.start_worker(
+            CLAWSITE_WORKER_GRACE_SECONDS="120", CLAWSITE_WORKER_CONCURRENCY="1"
+        )
         (stuck,) = submit_ledger_tasks(stack, token, ["x"], args={"seconds": 4}, priority=100)
         wait_for(lambda: "x" in executions(path), timeout=60, message="the task to start")
         impatient.send_signal(signal.SIGINT)

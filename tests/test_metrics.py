@@ -54,7 +54,9 @@ def test_gauges_come_from_the_rows(alice: Any) -> None:
     assert samples[("clawsite_workers", ())] == 1
     assert samples[("clawsite_worker_running_tasks", (("worker", "w-1"),))] == 2
     beat = WorkerHeartbeat.objects.get().last_heartbeat.timestamp()
-    assert samples[("clawsite_worker_last_heartbeat_timestamp_seconds", (("worker", "w-1"),))] == pytest.approx(beat)
+    assert samples[
+        ("clawsite_worker_last_heartbeat_timestamp_seconds", (("worker", "w-1"),))
+    ] == pytest.approx(beat)
 
 
 def test_submissions_are_counted_by_tool(alice: Any) -> None:
@@ -70,24 +72,60 @@ def test_finished_counters_and_duration_histogram(alice: Any) -> None:
     def finished(status: str, ms: float | None, tool: str = "hash_file") -> Task:
         return Task(owner=alice, tool=tool, status=status, duration_ms=ms)
 
-    metrics.record_finished([
-        finished("succeeded", 3), finished("succeeded", 700), finished("failed", 20_000),
-        finished("cancelled", None), finished("queued", 5),  # a retry: not an end
-    ])
+    metrics.record_finished(
+        [
+            finished("succeeded", 3),
+            finished("succeeded", 700),
+            finished("failed", 20_000),
+            finished("cancelled", None),
+            finished("queued", 5),  # a retry: not an end
+        ]
+    )
     samples = get_metrics()
-    assert samples[("clawsite_tasks_finished_total", (("status", "succeeded"), ("tool", "hash_file")))] == 2
-    assert samples[("clawsite_tasks_finished_total", (("status", "failed"), ("tool", "hash_file")))] == 1
-    assert samples[("clawsite_tasks_finished_total", (("status", "cancelled"), ("tool", "hash_file")))] == 1
-    assert ("clawsite_tasks_finished_total", (("status", "queued"), ("tool", "hash_file"))) not in samples
-    bucket = lambda le: samples[("clawsite_task_duration_seconds_bucket", (("le", le), ("tool", "hash_file")))]  # noqa: E731
-    assert bucket("0.005") == 1 and bucket("0.5") == 1 and bucket("1.0") == 2 and bucket("10.0") == 2 and bucket("30.0") == 3
-    assert bucket("+Inf") == 3 == samples[("clawsite_task_duration_seconds_count", (("tool", "hash_file"),))]
-    assert samples[("clawsite_task_duration_seconds_sum", (("tool", "hash_file"),))] == pytest.approx(20.703)
+    assert (
+        samples[("clawsite_tasks_finished_total", (("status", "succeeded"), ("tool", "hash_file")))]
+        == 2
+    )
+    assert (
+        samples[("clawsite_tasks_finished_total", (("status", "failed"), ("tool", "hash_file")))]
+        == 1
+    )
+    assert (
+        samples[("clawsite_tasks_finished_total", (("status", "cancelled"), ("tool", "hash_file")))]
+        == 1
+    )
+    assert (
+        "clawsite_tasks_finished_total",
+        (("status", "queued"), ("tool", "hash_file")),
+    ) not in samples
+
+    def bucket(le):
+        return samples[
+            ("clawsite_task_duration_seconds_bucket", (("le", le), ("tool", "hash_file")))
+        ]
+
+    assert (
+        bucket("0.005") == 1
+        and bucket("0.5") == 1
+        and bucket("1.0") == 2
+        and bucket("10.0") == 2
+        and bucket("30.0") == 3
+    )
+    assert (
+        bucket("+Inf")
+        == 3
+        == samples[("clawsite_task_duration_seconds_count", (("tool", "hash_file"),))]
+    )
+    assert samples[
+        ("clawsite_task_duration_seconds_sum", (("tool", "hash_file"),))
+    ] == pytest.approx(20.703)
 
 
 def test_redis_down_costs_the_counters_only(alice: Any, settings: Any) -> None:
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    metrics.record_finished([Task(owner=alice, tool="x", status="succeeded", duration_ms=1)])  # no raise
+    metrics.record_finished(
+        [Task(owner=alice, tool="x", status="succeeded", duration_ms=1)]
+    )  # no raise
     assert metrics._down_until > 0
     Task.objects.create(owner=alice, tool="read_file", args={})
     samples = get_metrics()
@@ -102,15 +140,26 @@ def test_healthz_ok_with_a_fresh_worker(alice: Any) -> None:
     WorkerHeartbeat.objects.create(worker_id="w-1", hostname="h", pid=1)
     response = Client().get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": {"ok": True}, "redis": {"ok": True}, "workers": {"ok": True, "count": 1}}
+    assert response.json() == {
+        "status": "ok",
+        "database": {"ok": True},
+        "redis": {"ok": True},
+        "workers": {"ok": True, "count": 1},
+    }
 
 
 def test_healthz_503_without_a_recent_heartbeat(alice: Any) -> None:
-    WorkerHeartbeat.objects.create(worker_id="w-old", hostname="h", pid=1, last_heartbeat=timezone.now() - timedelta(hours=1))
+    WorkerHeartbeat.objects.create(
+        worker_id="w-old", hostname="h", pid=1, last_heartbeat=timezone.now() - timedelta(hours=1)
+    )
     response = Client().get("/healthz")
     assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "down" and body["workers"] == {"ok": False, "count": 0} and body["redis"]["ok"]
+    assert (
+        body["status"] == "down"
+        and body["workers"] == {"ok": False, "count": 0}
+        and body["redis"]["ok"]
+    )
 
 
 def test_healthz_503_names_redis_when_it_is_unreachable(alice: Any, settings: Any) -> None:
@@ -118,16 +167,33 @@ def test_healthz_503_names_redis_when_it_is_unreachable(alice: Any, settings: An
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # a closed port
     response = Client().get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "down", "database": {"ok": True}, "redis": {"ok": False}, "workers": {"ok": True, "count": 1}}
+    assert response.json() == {
+        "status": "down",
+        "database": {"ok": True},
+        "redis": {"ok": False},
+        "workers": {"ok": True, "count": 1},
+    }
 
 
 # --- logs --------------------------------------------------------------------------------------------
 
 
 def test_json_logs_carry_the_task_id() -> None:
-    record = logging.makeLogRecord({"name": "tasks_app.worker", "levelname": "ERROR", "msg": "task %s failed", "args": ("t-1",), "task_id": "t-1"})
+    record = logging.makeLogRecord(
+        {
+            "name": "tasks_app.worker",
+            "levelname": "ERROR",
+            "msg": "task %s failed",
+            "args": ("t-1",),
+            "task_id": "t-1",
+        }
+    )
     entry = json.loads(JsonFormatter().format(record))
-    assert entry["task_id"] == "t-1" and entry["message"] == "task t-1 failed" and entry["level"] == "ERROR"
+    assert (
+        entry["task_id"] == "t-1"
+        and entry["message"] == "task t-1 failed"
+        and entry["level"] == "ERROR"
+    )
     plain = logging.makeLogRecord({"msg": "hello"})
     TaskIdFilter().filter(plain)
     assert plain.task_id == "-"
@@ -168,7 +234,12 @@ def test_metrics_count_what_a_worker_process_finished(tmp_path: Path) -> None:
         token = stack.token("dora")
         stack.start_web()
         stack.start_worker()
-        status, body = stack.request("POST", "/api/v1/tasks/batch", token, {"tasks": [{"tool": "list_directory", "args": {}}] * 4})
+        status, body = stack.request(
+            "POST",
+            "/api/v1/tasks/batch",
+            token,
+            {"tasks": [{"tool": "list_directory", "args": {}}] * 4},
+        )
         assert status == 202, body
         ids = [t["id"] for t in body["tasks"]]
 
@@ -183,7 +254,12 @@ def test_metrics_count_what_a_worker_process_finished(tmp_path: Path) -> None:
 
             text = urllib.request.urlopen(stack.url + "/metrics", timeout=10).read().decode()
             samples = scrape(text)
-            done = samples.get(("clawsite_tasks_finished_total", (("status", "succeeded"), ("tool", "list_directory"))))
+            done = samples.get(
+                (
+                    "clawsite_tasks_finished_total",
+                    (("status", "succeeded"), ("tool", "list_directory")),
+                )
+            )
             return samples if done == 4 else None
 
         samples = wait_for(scraped, timeout=30, message="the finished counter")
@@ -192,7 +268,9 @@ def test_metrics_count_what_a_worker_process_finished(tmp_path: Path) -> None:
         assert samples[("clawsite_workers", ())] == 1
         worker_log = (stack.logs / "worker-0.log").read_text().splitlines()
         entries = [json.loads(line) for line in worker_log if line.startswith("{")]
-        started = [e for e in entries if e["logger"] == "tasks_app.worker" and "started" in e["message"]]
+        started = [
+            e for e in entries if e["logger"] == "tasks_app.worker" and "started" in e["message"]
+        ]
         assert started and started[0]["task_id"] == "-" and started[0]["level"] == "INFO"
     except BaseException:
         print(stack.log_text())

@@ -34,7 +34,14 @@ def test_cancel_saves_only_changed_fields(alice: Any) -> None:
 
 
 def test_requeue_clears_the_outcome_and_grants_an_attempt(alice: Any) -> None:
-    task = make_task(alice, status=TaskStatus.FAILED, attempts=3, max_attempts=3, error={"type": "x", "message": "y"}, result={"a": 1})
+    task = make_task(
+        alice,
+        status=TaskStatus.FAILED,
+        attempts=3,
+        max_attempts=3,
+        error={"type": "x", "message": "y"},
+        result={"a": 1},
+    )
     task.requeue()
     task.refresh_from_db()
     assert task.status == TaskStatus.QUEUED and task.max_attempts == 4
@@ -58,7 +65,9 @@ def test_the_claim_walks_its_index_and_looks_rows_up_by_key() -> None:
         pytest.skip("SQLite query plan")
     params = ["running", "w", None, None, False, str(timezone.now() + timedelta(days=1)), 100]
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN QUERY PLAN " + store.claim_sql().partition(" RETURNING ")[0], params)
+        cursor.execute(
+            "EXPLAIN QUERY PLAN " + store.claim_sql().partition(" RETURNING ")[0], params
+        )
         plan = [str(row[-1]) for row in cursor.fetchall()]
     assert any("task_claim_idx" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan

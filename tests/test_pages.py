@@ -23,7 +23,12 @@ def client_for(user: Any) -> Client:
 
 
 def make_task(owner: Any, **fields: Any) -> Task:
-    return Task.objects.create(owner=owner, tool=fields.pop("tool", "read_file"), args=fields.pop("args", {"path": "a.txt"}), **fields)
+    return Task.objects.create(
+        owner=owner,
+        tool=fields.pop("tool", "read_file"),
+        args=fields.pop("args", {"path": "a.txt"}),
+        **fields,
+    )
 
 
 def field_errors(html: str, field_id: str) -> str:
@@ -91,7 +96,14 @@ def test_form_fields_come_from_the_tools_schema(alice: Any) -> None:
 def test_submit_from_fields_creates_the_task(alice: Any) -> None:
     response = client_for(alice).post(
         "/tasks/new",
-        {"tool": "read_file", "arg_path": "notes.txt", "arg_encoding": "utf-8", "arg_offset": "0", "priority": "7", "max_attempts": "2"},
+        {
+            "tool": "read_file",
+            "arg_path": "notes.txt",
+            "arg_encoding": "utf-8",
+            "arg_offset": "0",
+            "priority": "7",
+            "max_attempts": "2",
+        },
     )
     task = Task.objects.get(owner=alice)
     assert response.status_code == 302 and response["Location"] == f"/tasks/{task.id}"
@@ -101,25 +113,55 @@ def test_submit_from_fields_creates_the_task(alice: Any) -> None:
 
 def test_submit_errors_appear_beside_the_field_and_create_nothing(alice: Any) -> None:
     client = client_for(alice)
-    response = client.post("/tasks/new", {"tool": "read_file", "arg_path": "", "priority": "0", "max_attempts": "3"})
-    assert response.status_code == 400 and "required" in field_errors(response.content.decode(), "id_arg_path")
+    response = client.post(
+        "/tasks/new", {"tool": "read_file", "arg_path": "", "priority": "0", "max_attempts": "3"}
+    )
+    assert response.status_code == 400 and "required" in field_errors(
+        response.content.decode(), "id_arg_path"
+    )
     # Caught by the tool's own validator (pydantic), then put back beside its field.
-    response = client.post("/tasks/new", {"tool": "read_file", "arg_path": "../bob/x", "priority": "0", "max_attempts": "3"})
+    response = client.post(
+        "/tasks/new",
+        {"tool": "read_file", "arg_path": "../bob/x", "priority": "0", "max_attempts": "3"},
+    )
     assert response.status_code == 400 and field_errors(response.content.decode(), "id_arg_path")
-    response = client.post("/tasks/new", {"tool": "read_file", "arg_path": "a", "priority": "500", "max_attempts": "3"})
+    response = client.post(
+        "/tasks/new", {"tool": "read_file", "arg_path": "a", "priority": "500", "max_attempts": "3"}
+    )
     assert response.status_code == 400 and field_errors(response.content.decode(), "id_priority")
     assert Task.objects.count() == 0
 
 
 def test_json_arguments_replace_the_fields(alice: Any) -> None:
     client = client_for(alice)
-    response = client.post("/tasks/new", {"tool": "write_file", "args_json": '{"path": "x.txt", "content": "hi"}', "priority": "0", "max_attempts": "3"})
+    response = client.post(
+        "/tasks/new",
+        {
+            "tool": "write_file",
+            "args_json": '{"path": "x.txt", "content": "hi"}',
+            "priority": "0",
+            "max_attempts": "3",
+        },
+    )
     assert response.status_code == 302
     assert Task.objects.get().args == {"path": "x.txt", "content": "hi"}
-    response = client.post("/tasks/new", {"tool": "write_file", "args_json": "[1]", "priority": "0", "max_attempts": "3"})
+    response = client.post(
+        "/tasks/new",
+        {"tool": "write_file", "args_json": "[1]", "priority": "0", "max_attempts": "3"},
+    )
     assert response.status_code == 400 and field_errors(response.content.decode(), "id_args_json")
-    response = client.post("/tasks/new", {"tool": "write_file", "args_json": '{"path": "x", "bogus": 1}', "priority": "0", "max_attempts": "3"})
-    assert response.status_code == 400 and "bogus" in field_errors(response.content.decode(), "id_args_json")
+    response = client.post(
+        "/tasks/new",
+        {
+            "tool": "write_file",
+            "args_json": '{"path": "x", "bogus": 1}',
+            "priority": "0",
+            "max_attempts": "3",
+        },
+    )
+    assert response.status_code == 400 and "bogus" in field_errors(
+        response.content.decode(), "id_args_json"
+    )
     assert Task.objects.count() == 1
 
 
@@ -127,7 +169,13 @@ def test_run_after_delays_the_task(alice: Any) -> None:
     later = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
     client_for(alice).post(
         "/tasks/new",
-        {"tool": "read_file", "arg_path": "a", "priority": "0", "max_attempts": "3", "run_after": later.strftime("%Y-%m-%dT%H:%M:%S")},
+        {
+            "tool": "read_file",
+            "arg_path": "a",
+            "priority": "0",
+            "max_attempts": "3",
+            "run_after": later.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
     )
     assert Task.objects.get().run_after == later
 
@@ -137,19 +185,30 @@ def test_run_after_delays_the_task(alice: Any) -> None:
 
 def test_batch_is_all_or_nothing_with_errors_per_line(alice: Any) -> None:
     client = client_for(alice)
-    good = '{"tool": "read_file", "args": {"path": "a"}}\n\n{"tool": "list_directory", "args": {}}\n'
+    good = (
+        '{"tool": "read_file", "args": {"path": "a"}}\n\n{"tool": "list_directory", "args": {}}\n'
+    )
     response = client.post("/tasks/batch", {"lines": good})
     assert response.status_code == 302 and Task.objects.filter(owner=alice).count() == 2
     bad = '{"tool": "read_file", "args": {"path": "a"}}\nnot json\n{"tool": "nope"}\n{"tool": "read_file", "args": {}}'
     response = client.post("/tasks/batch", {"lines": bad})
     html = response.content.decode()
     assert response.status_code == 400
-    assert "Line 2:" in html and "Line 3:" in html and "unknown_tool" in html and "Line 4:" in html and "Line 1:" not in html
+    assert (
+        "Line 2:" in html
+        and "Line 3:" in html
+        and "unknown_tool" in html
+        and "Line 4:" in html
+        and "Line 1:" not in html
+    )
     assert Task.objects.filter(owner=alice).count() == 2
 
 
 def test_batch_from_an_uploaded_file(alice: Any) -> None:
-    upload = SimpleUploadedFile("tasks.jsonl", b'{"tool": "read_file", "args": {"path": "a"}}\n{"tool": "read_file", "args": {"path": "b"}}\n')
+    upload = SimpleUploadedFile(
+        "tasks.jsonl",
+        b'{"tool": "read_file", "args": {"path": "a"}}\n{"tool": "read_file", "args": {"path": "b"}}\n',
+    )
     response = client_for(alice).post("/tasks/batch", {"file": upload})
     assert response.status_code == 302
     assert sorted(t.args["path"] for t in Task.objects.filter(owner=alice)) == ["a", "b"]
@@ -179,27 +238,70 @@ def test_cancel_and_retry_buttons(alice: Any) -> None:
 
 
 def test_results_are_rendered_for_people(alice: Any) -> None:
-    text = make_task(alice, status=TaskStatus.SUCCEEDED, result={"content": "first\nsecond <b>", "size": 14, "encoding": "utf-8", "truncated": False})
+    text = make_task(
+        alice,
+        status=TaskStatus.SUCCEEDED,
+        result={
+            "content": "first\nsecond <b>",
+            "size": 14,
+            "encoding": "utf-8",
+            "truncated": False,
+        },
+    )
     html = client_for(alice).get(f"/tasks/{text.id}").content.decode()
     assert '<th scope="row">2</th><td><pre>second &lt;b&gt;</pre>' in html
     listing = make_task(
-        alice, tool="list_directory", status=TaskStatus.SUCCEEDED,
-        result={"entries": [{"name": "a.txt", "path": "a.txt", "type": "file", "size": 3, "modified": "2026-11-28T20:00:00Z"}]},
+        alice,
+        tool="list_directory",
+        status=TaskStatus.SUCCEEDED,
+        result={
+            "entries": [
+                {
+                    "name": "a.txt",
+                    "path": "a.txt",
+                    "type": "file",
+                    "size": 3,
+                    "modified": "2026-11-28T20:00:00Z",
+                }
+            ]
+        },
     )
     html = client_for(alice).get(f"/tasks/{listing.id}").content.decode()
     assert '<th scope="col">name</th>' in html and "<td>a.txt</td>" in html
     other = make_task(alice, status=TaskStatus.SUCCEEDED, result={"path": "d", "created": True})
-    assert "&quot;created&quot;: true" in client_for(alice).get(f"/tasks/{other.id}").content.decode()
+    assert (
+        "&quot;created&quot;: true" in client_for(alice).get(f"/tasks/{other.id}").content.decode()
+    )
 
 
 def test_running_task_shows_progress_error_and_attempts(alice: Any) -> None:
-    task = make_task(alice, status=TaskStatus.RUNNING, attempts=2, progress={"done": 3, "total": 4, "message": "scanning"})
-    Task.objects.filter(pk=task.pk).update(attempt_log=[{"attempt": 1, "worker_id": "w1", "started_at": "s", "finished_at": "f", "error": {"type": "timeout", "message": "slow"}}])
+    task = make_task(
+        alice,
+        status=TaskStatus.RUNNING,
+        attempts=2,
+        progress={"done": 3, "total": 4, "message": "scanning"},
+    )
+    Task.objects.filter(pk=task.pk).update(
+        attempt_log=[
+            {
+                "attempt": 1,
+                "worker_id": "w1",
+                "started_at": "s",
+                "finished_at": "f",
+                "error": {"type": "timeout", "message": "slow"},
+            }
+        ]
+    )
     html = client_for(alice).get(f"/tasks/{task.id}").content.decode()
     assert '<progress id="task-progress" max="100" value="75">' in html and "scanning" in html
     assert "timeout: slow" in html and "<td>w1</td>" in html
-    failed = make_task(alice, status=TaskStatus.FAILED, error={"type": "not_found", "message": "No such file."})
-    assert "<code>not_found</code>: No such file." in client_for(alice).get(f"/tasks/{failed.id}").content.decode()
+    failed = make_task(
+        alice, status=TaskStatus.FAILED, error={"type": "not_found", "message": "No such file."}
+    )
+    assert (
+        "<code>not_found</code>: No such file."
+        in client_for(alice).get(f"/tasks/{failed.id}").content.decode()
+    )
 
 
 # --- staff -------------------------------------------------------------------------------------------
@@ -215,7 +317,9 @@ def test_dashboard_is_staff_only(alice: Any, carol: Any) -> None:
 # --- websockets: an outsider never sees another's event ---------------------------------------------
 
 
-async def test_outsider_never_receives_another_users_events(alice: Any, bob: Any, carol: Any) -> None:
+async def test_outsider_never_receives_another_users_events(
+    alice: Any, bob: Any, carol: Any
+) -> None:
     from asgiref.sync import sync_to_async
     from channels.testing import WebsocketCommunicator
 
@@ -223,7 +327,9 @@ async def test_outsider_never_receives_another_users_events(alice: Any, bob: Any
     from tasks_app import services
 
     def watch(user: Any, path: str = "/ws/tasks/") -> WebsocketCommunicator:
-        return WebsocketCommunicator(application, path, headers=[(b"authorization", f"Bearer {user.raw_token}".encode())])
+        return WebsocketCommunicator(
+            application, path, headers=[(b"authorization", f"Bearer {user.raw_token}".encode())]
+        )
 
     async def submit(user: Any) -> Task:
         def run() -> Task:

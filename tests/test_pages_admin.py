@@ -22,7 +22,9 @@ def admin_client(carol: Any) -> Client:
 
 
 def action(client: Client, url: str, name: str, ids: list[Any]) -> Any:
-    return client.post(url, {"action": name, "_selected_action": [str(i) for i in ids]}, follow=True)
+    return client.post(
+        url, {"action": name, "_selected_action": [str(i) for i in ids]}, follow=True
+    )
 
 
 def test_index_links_the_queue_statistics(admin_client: Client) -> None:
@@ -35,7 +37,10 @@ def test_queue_statistics_page_shows_the_counts(admin_client: Client, alice: Any
     Task.objects.create(owner=alice, tool="read_file", args={})
     Task.objects.create(owner=alice, tool="read_file", args={}, status=TaskStatus.FAILED)
     html = admin_client.get("/admin/tasks_app/task/stats/").content.decode()
-    assert '<dd data-stat="queue.queued">1</dd>' in html and '<dd data-stat="queue.failed">1</dd>' in html
+    assert (
+        '<dd data-stat="queue.queued">1</dd>' in html
+        and '<dd data-stat="queue.failed">1</dd>' in html
+    )
     assert Client().get("/admin/tasks_app/task/stats/").status_code == 302  # signed out
 
 
@@ -74,7 +79,10 @@ def test_actions_cancel_retry_and_delete_finished(admin_client: Client, alice: A
     queued = Task.objects.create(owner=alice, tool="read_file", args={})
     done = Task.objects.create(owner=alice, tool="read_file", args={}, status=TaskStatus.SUCCEEDED)
     response = action(admin_client, url, "cancel_tasks", [queued.pk, done.pk])
-    assert "Cancelled 1 task(s)." in response.content.decode() and "already succeeded" in response.content.decode()
+    assert (
+        "Cancelled 1 task(s)." in response.content.decode()
+        and "already succeeded" in response.content.decode()
+    )
     queued.refresh_from_db()
     assert queued.status == TaskStatus.CANCELLED
     action(admin_client, url, "retry_tasks", [queued.pk])
@@ -86,7 +94,9 @@ def test_actions_cancel_retry_and_delete_finished(admin_client: Client, alice: A
 
 
 def test_tokens_are_created_shown_once_and_revoked(admin_client: Client, alice: Any) -> None:
-    response = admin_client.post("/admin/tasks_app/apitoken/add/", {"user": alice.pk, "name": "agent"}, follow=True)
+    response = admin_client.post(
+        "/admin/tasks_app/apitoken/add/", {"user": alice.pk, "name": "agent"}, follow=True
+    )
     raw = re.search(r"shown once, copy it now\): (\S+?)<", response.content.decode()).group(1)
     token = ApiToken.objects.get(name="agent")
     assert user_for_token(raw) == alice and token.digest != raw and raw not in str(vars(token))

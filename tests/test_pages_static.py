@@ -20,9 +20,15 @@ def test_daphne_serves_the_collected_static_files(tmp_path: Path) -> None:
         login = urllib.request.urlopen(stack.url + "/admin/login/", timeout=30).read().decode()
         stylesheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', login)
         assert "/static/admin/css/base.css" in stylesheets
-        for path, kind in [*((s, "text/css") for s in stylesheets), ("/static/clawsite/live.js", "text/javascript"), ("/static/clawsite/dashboard.js", "text/javascript")]:
+        for path, kind in [
+            *((s, "text/css") for s in stylesheets),
+            ("/static/clawsite/live.js", "text/javascript"),
+            ("/static/clawsite/dashboard.js", "text/javascript"),
+        ]:
             with urllib.request.urlopen(stack.url + path, timeout=30) as response:
-                assert response.status == 200 and response.headers["Content-Type"].startswith(kind), path
+                assert response.status == 200 and response.headers["Content-Type"].startswith(
+                    kind
+                ), path
                 assert len(response.read()) > 100
     finally:
         stack.stop()

@@ -54,7 +54,14 @@ LEXICAL = [
     "x" * 256,
     "a/" * 2100,
 ]
-SYMLINKS = ["link_file", "link_dir", "link_dir/secret.txt", "link_root/etc/passwd", "sub/../link_dir", "sub/up/alice_evil"]
+SYMLINKS = [
+    "link_file",
+    "link_dir",
+    "link_dir/secret.txt",
+    "link_root/etc/passwd",
+    "sub/../link_dir",
+    "sub/up/alice_evil",
+]
 LOOKALIKES = [
     "\u2024\u2024/alice_evil/secret.txt",  # ONE DOT LEADER, twice
     "\uff0e\uff0e/alice_evil",  # FULLWIDTH FULL STOP
@@ -71,7 +78,11 @@ def snapshot(*folders: Path) -> dict[str, tuple[int, int, str]]:
             for name in dirnames + filenames:
                 path = Path(dirpath) / name
                 st = path.lstat()
-                digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else ""
+                digest = (
+                    hashlib.sha256(path.read_bytes()).hexdigest()
+                    if path.is_file() and not path.is_symlink()
+                    else ""
+                )
                 seen[str(path)] = (st.st_size, st.st_mtime_ns, digest)
     return seen
 
@@ -101,7 +112,9 @@ def _leaks(result: dict[str, Any]) -> bool:
 
 @pytest.mark.parametrize("tool", PATH_TOOLS)
 @pytest.mark.parametrize("path", LEXICAL)
-async def test_lexical_escapes_are_refused_before_running(world: dict[str, Path], tool: str, path: str) -> None:
+async def test_lexical_escapes_are_refused_before_running(
+    world: dict[str, Path], tool: str, path: str
+) -> None:
     before = snapshot(world["sibling"], world["outside"])
     args = PATH_TOOLS[tool](path)
     with pytest.raises(ApiError) as refused:
@@ -115,7 +128,9 @@ async def test_lexical_escapes_are_refused_before_running(world: dict[str, Path]
 
 @pytest.mark.parametrize("tool", PATH_TOOLS)
 @pytest.mark.parametrize("path", SYMLINKS)
-async def test_symlinks_out_are_refused_while_running(world: dict[str, Path], tool: str, path: str) -> None:
+async def test_symlinks_out_are_refused_while_running(
+    world: dict[str, Path], tool: str, path: str
+) -> None:
     before = snapshot(world["sibling"], world["outside"])
     workspace = world["workspace"]
     args = PATH_TOOLS[tool](path)
@@ -134,7 +149,9 @@ async def test_symlinks_out_are_refused_while_running(world: dict[str, Path], to
 
 @pytest.mark.parametrize("tool", PATH_TOOLS)
 @pytest.mark.parametrize("path", LOOKALIKES)
-async def test_lookalike_characters_stay_inside(world: dict[str, Path], tool: str, path: str) -> None:
+async def test_lookalike_characters_stay_inside(
+    world: dict[str, Path], tool: str, path: str
+) -> None:
     before = snapshot(world["sibling"], world["outside"])
     workspace = world["workspace"]
     try:
@@ -145,7 +162,9 @@ async def test_lookalike_characters_stay_inside(world: dict[str, Path], tool: st
     else:
         assert not _leaks(result)
         if tool in ("write_file", "create_directory"):
-            assert (workspace / path).exists() and (workspace / path).resolve().is_relative_to(workspace)
+            assert (workspace / path).exists() and (workspace / path).resolve().is_relative_to(
+                workspace
+            )
     assert snapshot(world["sibling"], world["outside"]) == before
 
 

@@ -20,7 +20,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 async def submit(client: AsyncClient, tool: str, **args: Any) -> str:
-    response = await client.post("/api/v1/tasks", data=json.dumps({"tool": tool, "args": args}), content_type="application/json")
+    response = await client.post(
+        "/api/v1/tasks",
+        data=json.dumps({"tool": tool, "args": args}),
+        content_type="application/json",
+    )
     assert response.status_code == 202, response.content
     return response.json()["id"]
 
@@ -43,25 +47,33 @@ async def engine() -> Any:
     await engine.stop(grace_seconds=5)
 
 
-async def test_write_then_read_through_the_worker(as_alice: AsyncClient, alice: Any, engine: WorkerEngine, settings: Any) -> None:
+async def test_write_then_read_through_the_worker(
+    as_alice: AsyncClient, alice: Any, engine: WorkerEngine, settings: Any
+) -> None:
     await engine.start()
     write_id = await submit(as_alice, "write_file", path="notes/todo.md", content="buy milk\n")
     [written] = await wait_terminal([write_id])
     assert written.status == TaskStatus.SUCCEEDED, written.error
     assert written.result == {"path": "notes/todo.md", "size": 9}
-    assert (settings.CLAWSITE_WORKSPACE_ROOT / "alice" / "notes" / "todo.md").read_text() == "buy milk\n"
+    assert (
+        settings.CLAWSITE_WORKSPACE_ROOT / "alice" / "notes" / "todo.md"
+    ).read_text() == "buy milk\n"
     assert written.attempts == 1 and written.worker_id == engine.worker_id
     assert written.started_at <= written.finished_at and written.duration_ms >= 0
     assert written.version == 3  # queued, running, succeeded
 
     read_id = await submit(as_alice, "read_file", path="notes/todo.md")
     listing_id = await submit(as_alice, "list_directory", path=".", recursive=True)
-    read, listing = sorted(await wait_terminal([read_id, listing_id]), key=lambda t: t.tool != "read_file")
+    read, listing = sorted(
+        await wait_terminal([read_id, listing_id]), key=lambda t: t.tool != "read_file"
+    )
     assert read.result["content"] == "buy milk\n" and read.result["truncated"] is False
     assert [e["path"] for e in listing.result["entries"]] == ["notes", "notes/todo.md"]
 
 
-async def test_tool_errors_fail_the_task_with_a_stable_type(as_alice: AsyncClient, engine: WorkerEngine, settings: Any) -> None:
+async def test_tool_errors_fail_the_task_with_a_stable_type(
+    as_alice: AsyncClient, engine: WorkerEngine, settings: Any
+) -> None:
     await engine.start()
     outside = settings.CLAWSITE_WORKSPACE_ROOT / "alice_evil"
     outside.mkdir(parents=True)
@@ -71,12 +83,19 @@ async def test_tool_errors_fail_the_task_with_a_stable_type(as_alice: AsyncClien
     missing = await submit(as_alice, "read_file", path="nope.txt")
     escape = await submit(as_alice, "read_file", path="link")
     tasks = {t.id: t for t in await wait_terminal([missing, escape])}
-    assert tasks[missing].status == TaskStatus.FAILED and tasks[missing].error["type"] == "not_found"
-    assert tasks[escape].status == TaskStatus.FAILED and tasks[escape].error["type"] == "path_outside_workspace"
+    assert (
+        tasks[missing].status == TaskStatus.FAILED and tasks[missing].error["type"] == "not_found"
+    )
+    assert (
+        tasks[escape].status == TaskStatus.FAILED
+        and tasks[escape].error["type"] == "path_outside_workspace"
+    )
     assert "s3cret" not in json.dumps(tasks[escape].error)
 
 
-async def test_a_task_submitted_with_no_worker_runs_on_the_tick(as_alice: AsyncClient, alice: Any) -> None:
+async def test_a_task_submitted_with_no_worker_runs_on_the_tick(
+    as_alice: AsyncClient, alice: Any
+) -> None:
     """The wake-up goes nowhere (no worker yet); the worker's own tick still finds the task."""
     task_id = await submit(as_alice, "create_directory", path="made")
     await asyncio.sleep(0.3)
@@ -90,7 +109,9 @@ async def test_a_task_submitted_with_no_worker_runs_on_the_tick(as_alice: AsyncC
     assert task.status == TaskStatus.SUCCEEDED and task.result == {"path": "made", "created": True}
 
 
-async def test_a_refused_wakeup_costs_latency_only(as_alice: AsyncClient, engine: WorkerEngine, monkeypatch: Any) -> None:
+async def test_a_refused_wakeup_costs_latency_only(
+    as_alice: AsyncClient, engine: WorkerEngine, monkeypatch: Any
+) -> None:
     """ChannelFull (or Redis away) on the wake-up: the row is committed, the tick runs it."""
     from channels.exceptions import ChannelFull
 
@@ -104,7 +125,9 @@ async def test_a_refused_wakeup_costs_latency_only(as_alice: AsyncClient, engine
     assert task.status == TaskStatus.SUCCEEDED
 
 
-async def test_every_status_change_reaches_the_owners_group_after_commit(as_alice: AsyncClient, alice: Any, engine: WorkerEngine) -> None:
+async def test_every_status_change_reaches_the_owners_group_after_commit(
+    as_alice: AsyncClient, alice: Any, engine: WorkerEngine
+) -> None:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(events.owner_group(alice.id), channel)
@@ -120,7 +143,9 @@ async def test_every_status_change_reaches_the_owners_group_after_commit(as_alic
     assert (await Task.objects.aget(pk=task_id)).status == TaskStatus.SUCCEEDED
 
 
-async def test_requests_and_worker_tasks_open_no_connection_of_their_own(as_alice: AsyncClient, engine: WorkerEngine, settings: Any) -> None:
+async def test_requests_and_worker_tasks_open_no_connection_of_their_own(
+    as_alice: AsyncClient, engine: WorkerEngine, settings: Any
+) -> None:
     """Each database thread connects once; requests and tasks reuse its connection."""
     await engine.start()
     opened: list[Any] = []
@@ -129,7 +154,9 @@ async def test_requests_and_worker_tasks_open_no_connection_of_their_own(as_alic
         opened.append(connection)
 
     async def load(round: int) -> None:
-        ids = await asyncio.gather(*(submit(as_alice, "create_directory", path=f"d{round}-{i}") for i in range(60)))
+        ids = await asyncio.gather(
+            *(submit(as_alice, "create_directory", path=f"d{round}-{i}") for i in range(60))
+        )
         for _ in range(20):
             assert (await as_alice.get("/api/v1/tasks?limit=5")).status_code == 200
         await wait_terminal(list(ids))

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def read_task(user: Any, **fields: Any) -> Task:
-    submission, tool = services.validate_submission({"tool": "read_file", "args": {"path": "x"}, **fields}, user)
+    submission, tool = services.validate_submission(
+        {"tool": "read_file", "args": {"path": "x"}, **fields}, user
+    )
     ((task, _),) = services.submit_tasks(user, [(submission, tool)])
     return task
 
@@ -32,7 +34,10 @@ def run_and_finish(task: Task, status: str, error: dict[str, Any] | None = None)
     with transaction.atomic():
         claimed = store.claim_runnable_tasks("w1", 1, timezone.now(), timedelta(seconds=30))
         assert [t.id for t in claimed] == [task.id]
-        store.complete_tasks("w1", [Completion(task=claimed[0], status=status, error=error, finished_at=timezone.now())])
+        store.complete_tasks(
+            "w1",
+            [Completion(task=claimed[0], status=status, error=error, finished_at=timezone.now())],
+        )
     return Task.objects.get(pk=task.id)
 
 
@@ -60,10 +65,18 @@ def test_cancel_running_flags_it_without_changing_its_version(alice: Any) -> Non
 
 
 def test_retry_requeues_failed_with_history_and_refuses_other_states(alice: Any) -> None:
-    task = run_and_finish(read_task(alice, max_attempts=1), TaskStatus.FAILED, {"type": "boom", "message": "no"})
+    task = run_and_finish(
+        read_task(alice, max_attempts=1), TaskStatus.FAILED, {"type": "boom", "message": "no"}
+    )
     task = services.retry_task(task)
     row = Task.objects.get(pk=task.id)
-    assert (row.status, row.attempts, row.max_attempts, row.error, row.finished_at) == (TaskStatus.QUEUED, 1, 2, None, None)
+    assert (row.status, row.attempts, row.max_attempts, row.error, row.finished_at) == (
+        TaskStatus.QUEUED,
+        1,
+        2,
+        None,
+        None,
+    )
     assert row.attempt_log[0]["error"]["type"] == "boom"
     for status in (TaskStatus.QUEUED, TaskStatus.SUCCEEDED):
         Task.objects.filter(pk=task.id).update(status=status)
@@ -142,12 +155,16 @@ def aged(user: Any, status: str, days: float) -> Task:
 
 def test_prune_deletes_only_finished_tasks_past_retention(alice: Any, settings: Any) -> None:
     settings.CLAWSITE_RESULT_RETENTION_DAYS = 7
-    old = [aged(alice, s, 10) for s in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)]
+    old = [
+        aged(alice, s, 10) for s in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+    ]
     recent = aged(alice, TaskStatus.SUCCEEDED, 1)
     waiting = aged(alice, TaskStatus.QUEUED, 0)
     Task.objects.filter(pk=waiting.id).update(created_at=timezone.now() - timedelta(days=30))
     running = read_task(alice)
-    Task.objects.filter(pk=running.id).update(status=TaskStatus.RUNNING, created_at=timezone.now() - timedelta(days=30))
+    Task.objects.filter(pk=running.id).update(
+        status=TaskStatus.RUNNING, created_at=timezone.now() - timedelta(days=30)
+    )
 
     out = StringIO()
     call_command("prune_tasks", "--dry-run", stdout=out)

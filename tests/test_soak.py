@@ -35,7 +35,12 @@ def test_soak_kill_9_every_few_seconds(tmp_path: Path) -> None:
         ids = {t["id"]: t["args"]["key"] for t in tasks}
         path, kills = ledger_file(stack), Kills()
         kill_loop(
-            stack, workers, path, kills, rounds=10_000, pause=(1.0, 3.0),
+            stack,
+            workers,
+            path,
+            kills,
+            rounds=10_000,
+            pause=(1.0, 3.0),
             done=lambda: len(executions(path)) == SOAK_TASKS,
         )
         final = wait_terminal(stack, token, list(ids), within=600)
@@ -46,4 +51,3 @@ def test_soak_kill_9_every_few_seconds(tmp_path: Path) -> None:
     finally:
         stack.stop()
     assert "database is locked" not in stack.log_text()
-

@@ -33,7 +33,10 @@ def populate(owner: Any, counts: dict[str, int], latency_s: float = 1.0) -> list
             finished = status in ("succeeded", "failed", "cancelled")
             tasks.append(
                 Task(
-                    owner=owner, tool="read_file", args={"path": "a"}, status=status,
+                    owner=owner,
+                    tool="read_file",
+                    args={"path": "a"},
+                    status=status,
                     created_at=now - timedelta(seconds=latency_s),
                     finished_at=now if finished else None,
                 )
@@ -44,9 +47,23 @@ def populate(owner: Any, counts: dict[str, int], latency_s: float = 1.0) -> list
 def test_counts_equal_the_rows_per_persona(alice: Any, bob: Any, carol: Any) -> None:
     populate(alice, {"queued": 3, "running": 2, "succeeded": 4, "failed": 1})
     populate(bob, {"queued": 1, "cancelled": 2})
-    assert get_queue_stats(alice)["queue"] == {"queued": 3, "running": 2, "succeeded": 4, "failed": 1, "cancelled": 0}
-    assert get_queue_stats(bob)["queue"] == {"queued": 1, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 2}
-    expected = {row["status"]: row["n"] for row in Task.objects.values("status").annotate(n=Count("id"))}
+    assert get_queue_stats(alice)["queue"] == {
+        "queued": 3,
+        "running": 2,
+        "succeeded": 4,
+        "failed": 1,
+        "cancelled": 0,
+    }
+    assert get_queue_stats(bob)["queue"] == {
+        "queued": 1,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "cancelled": 2,
+    }
+    expected = {
+        row["status"]: row["n"] for row in Task.objects.values("status").annotate(n=Count("id"))
+    }
     assert get_queue_stats(carol)["queue"] == {s: expected.get(s, 0) for s in TaskStatus.values}
     assert get_queue_stats(None)["queue"] == get_queue_stats(carol)["queue"]
 
@@ -56,7 +73,9 @@ def test_throughput_and_latency_over_the_window(alice: Any) -> None:
     populate(alice, {"failed": 1}, latency_s=5.0)
     # Finished before the window: not counted.
     old = populate(alice, {"succeeded": 5}, latency_s=100)
-    Task.objects.filter(pk__in=[t.pk for t in old]).update(finished_at=timezone.now() - WINDOW - timedelta(seconds=10))
+    Task.objects.filter(pk__in=[t.pk for t in old]).update(
+        finished_at=timezone.now() - WINDOW - timedelta(seconds=10)
+    )
     stats = get_queue_stats(alice)
     assert stats["throughput_per_s"] == round(10 / WINDOW.total_seconds(), 3)
     assert stats["latency_ms"]["p50"] == pytest.approx(100, abs=1)
@@ -66,11 +85,14 @@ def test_throughput_and_latency_over_the_window(alice: Any) -> None:
 def test_history_reads_the_past_from_the_rows(alice: Any) -> None:
     tasks = populate(alice, {"succeeded": 6}, latency_s=1.0)
     Task.objects.filter(pk__in=[t.pk for t in tasks]).update(
-        finished_at=timezone.now() - timedelta(minutes=2), created_at=timezone.now() - timedelta(minutes=2, seconds=1)
+        finished_at=timezone.now() - timedelta(minutes=2),
+        created_at=timezone.now() - timedelta(minutes=2, seconds=1),
     )
     history = get_history(points=5, step=timedelta(minutes=1))
     assert [h["throughput_per_s"] for h in history] == [0, 0, 0.02, 0.02, 0.02]
-    assert history[0]["latency_ms"]["p50"] is None and history[-1]["latency_ms"]["p50"] == pytest.approx(1000, abs=5)
+    assert history[0]["latency_ms"]["p50"] is None and history[-1]["latency_ms"][
+        "p50"
+    ] == pytest.approx(1000, abs=5)
     assert history[0]["t"] < history[-1]["t"]
 
 
@@ -90,9 +112,15 @@ def test_empty_queue_has_no_latency(alice: Any) -> None:
 
 def test_workers_come_from_heartbeats(alice: Any) -> None:
     WorkerHeartbeat.objects.create(worker_id="w-1", hostname="h", pid=1, running=3)
-    WorkerHeartbeat.objects.create(worker_id="w-old", hostname="h", pid=2, last_heartbeat=timezone.now() - timedelta(hours=1))
+    WorkerHeartbeat.objects.create(
+        worker_id="w-old", hostname="h", pid=2, last_heartbeat=timezone.now() - timedelta(hours=1)
+    )
     workers = {w["id"]: w for w in get_queue_stats(alice)["workers"]}
-    assert workers["w-1"]["running"] == 3 and workers["w-1"]["alive"] and workers["w-1"]["last_heartbeat"].endswith("Z")
+    assert (
+        workers["w-1"]["running"] == 3
+        and workers["w-1"]["alive"]
+        and workers["w-1"]["last_heartbeat"].endswith("Z")
+    )
     assert not workers["w-old"]["alive"]
 
 
@@ -105,7 +133,9 @@ def test_status_counts_use_an_index_only_scan(carol: Any) -> None:
     assert "COVERING INDEX task_status_finished_idx" in plan, plan
 
 
-async def test_api_stats_per_persona(alice: Any, bob: Any, as_alice: AsyncClient, as_carol: AsyncClient) -> None:
+async def test_api_stats_per_persona(
+    alice: Any, bob: Any, as_alice: AsyncClient, as_carol: AsyncClient
+) -> None:
     await Task.objects.acreate(owner=alice, tool="read_file", args={})
     await Task.objects.acreate(owner=bob, tool="read_file", args={})
     await Task.objects.acreate(owner=bob, tool="read_file", args={})
@@ -126,7 +156,9 @@ def test_taskstats_command_prints_the_same_numbers(alice: Any) -> None:
     assert printed["queue"] == get_queue_stats()["queue"] and set(printed) == CONTRACT_KEYS
     out = StringIO()
     call_command("taskstats", "--format", "table", stdout=out)
-    lines = dict(line.split(None, 1) for line in out.getvalue().splitlines() if line.startswith("queue."))
+    lines = dict(
+        line.split(None, 1) for line in out.getvalue().splitlines() if line.startswith("queue.")
+    )
     assert lines["queue.queued"].strip() == "2" and lines["queue.succeeded"].strip() == "1"
 
 
@@ -138,11 +170,15 @@ async def _connect(headers: list[tuple[bytes, bytes]]) -> tuple[bool, WebsocketC
 
 async def test_ws_stats_is_staff_only_and_pushes_the_numbers(alice: Any, carol: Any) -> None:
     await Task.objects.acreate(owner=alice, tool="read_file", args={})
-    refused, communicator = await _connect([(b"authorization", f"Bearer {alice.raw_token}".encode())])
+    refused, communicator = await _connect(
+        [(b"authorization", f"Bearer {alice.raw_token}".encode())]
+    )
     assert not refused
     refused, communicator = await _connect([])
     assert not refused
-    connected, communicator = await _connect([(b"authorization", f"Bearer {carol.raw_token}".encode())])
+    connected, communicator = await _connect(
+        [(b"authorization", f"Bearer {carol.raw_token}".encode())]
+    )
     assert connected
     try:
         first = await communicator.receive_json_from(timeout=10)

@@ -24,7 +24,13 @@ LEASE = timedelta(seconds=30)
 def make_tasks(owner: Any, specs: list[dict[str, Any]]) -> list[Task]:
     base = timezone.now() - timedelta(minutes=1)
     tasks = [
-        Task(owner=owner, tool="read_file", args={"path": f"f{i}"}, created_at=base + timedelta(milliseconds=i), **spec)
+        Task(
+            owner=owner,
+            tool="read_file",
+            args={"path": f"f{i}"},
+            created_at=base + timedelta(milliseconds=i),
+            **spec,
+        )
         for i, spec in enumerate(specs)
     ]
     with transaction.atomic():
@@ -66,14 +72,28 @@ def test_claim_moves_rows_to_running_for_the_worker(alice: Any) -> None:
 
 def test_claim_honours_run_after(alice: Any) -> None:
     now = timezone.now()
-    later, due = make_tasks(alice, [{"run_after": now + timedelta(seconds=60)}, {"run_after": now - timedelta(seconds=1)}])
+    later, due = make_tasks(
+        alice,
+        [{"run_after": now + timedelta(seconds=60)}, {"run_after": now - timedelta(seconds=1)}],
+    )
     assert [t.id for t in claim("w1", 10, now)] == [due.id]
     assert claim("w1", 10, now + timedelta(seconds=59)) == []
     assert [t.id for t in claim("w1", 10, now + timedelta(seconds=61))] == [later.id]
 
 
 def test_claim_leaves_tasks_that_are_not_queued(alice: Any) -> None:
-    make_tasks(alice, [{"status": s} for s in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.RUNNING)])
+    make_tasks(
+        alice,
+        [
+            {"status": s}
+            for s in (
+                TaskStatus.SUCCEEDED,
+                TaskStatus.FAILED,
+                TaskStatus.CANCELLED,
+                TaskStatus.RUNNING,
+            )
+        ],
+    )
     assert claim("w1", 10) == []
 
 
@@ -103,16 +123,27 @@ def test_late_finish_of_a_lost_attempt_never_overwrites_the_new_one(alice: Any) 
     assert second.attempts == 2
 
     # w1 finishes late: nothing written, nothing reported.
-    assert complete("w1", [Completion(task=first, status=TaskStatus.SUCCEEDED, result={"from": "w1"})]) == []
+    assert (
+        complete("w1", [Completion(task=first, status=TaskStatus.SUCCEEDED, result={"from": "w1"})])
+        == []
+    )
     assert complete("w1", [late_before_reclaim]) == []
     row = Task.objects.get(pk=task.id)
     assert row.status == TaskStatus.RUNNING and row.worker_id == "w2" and row.result is None
 
     # w2's finish is written, with both attempts in the history.
-    (written,) = complete("w2", [Completion(task=second, status=TaskStatus.SUCCEEDED, result={"from": "w2"})])
+    (written,) = complete(
+        "w2", [Completion(task=second, status=TaskStatus.SUCCEEDED, result={"from": "w2"})]
+    )
     row = Task.objects.get(pk=task.id)
-    assert row.status == TaskStatus.SUCCEEDED and row.result == {"from": "w2"} and row.version == written.version
-    assert [(e["attempt"], e["worker_id"], (e["error"] or {}).get("type")) for e in row.attempt_log] == [
+    assert (
+        row.status == TaskStatus.SUCCEEDED
+        and row.result == {"from": "w2"}
+        and row.version == written.version
+    )
+    assert [
+        (e["attempt"], e["worker_id"], (e["error"] or {}).get("type")) for e in row.attempt_log
+    ] == [
         (1, "w1", "lost"),
         (2, "w2", None),
     ]
@@ -122,7 +153,9 @@ def test_a_batch_with_one_fenced_row_writes_and_reports_the_others(alice: Any) -
     make_tasks(alice, [{}, {}, {}])
     claimed = claim("w1", 3)
     Task.objects.filter(pk=claimed[1].id).update(worker_id="w2")  # taken over meanwhile
-    written = complete("w1", [Completion(task=t, status=TaskStatus.SUCCEEDED, result={}) for t in claimed])
+    written = complete(
+        "w1", [Completion(task=t, status=TaskStatus.SUCCEEDED, result={}) for t in claimed]
+    )
     assert [t.id for t in written] == [claimed[0].id, claimed[2].id]
     assert Task.objects.get(pk=claimed[1].id).status == TaskStatus.RUNNING
 
@@ -153,10 +186,20 @@ def test_reaper_leaves_live_leases_and_cancels_what_was_asked(alice: Any) -> Non
 def test_requeue_at_shutdown_keeps_the_budget(alice: Any) -> None:
     (task,) = make_tasks(alice, [{"max_attempts": 1}])
     (claimed,) = claim("w1", 1)
-    completion = Completion(task=claimed, status=TaskStatus.QUEUED, max_attempts=2, error={"type": "worker_shutdown", "message": ""})
+    completion = Completion(
+        task=claimed,
+        status=TaskStatus.QUEUED,
+        max_attempts=2,
+        error={"type": "worker_shutdown", "message": ""},
+    )
     complete("w1", [completion])
     row = Task.objects.get(pk=task.id)
-    assert (row.status, row.attempts, row.max_attempts, row.error) == (TaskStatus.QUEUED, 1, 2, None)
+    assert (row.status, row.attempts, row.max_attempts, row.error) == (
+        TaskStatus.QUEUED,
+        1,
+        2,
+        None,
+    )
     assert row.attempt_log[0]["error"]["type"] == "worker_shutdown"
 
 

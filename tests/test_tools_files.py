@@ -25,9 +25,20 @@ pytestmark = pytest.mark.timeout(60)
 def ws(settings: Any) -> Path:
     return prepare_workspace(settings)
 
+
 API_TOOLS = {
-    "read_file", "write_file", "list_directory", "create_directory", "delete_path", "file_info",
-    "search_files", "hash_file", "http_fetch", "run_command", "run_python", "llm_chat",
+    "read_file",
+    "write_file",
+    "list_directory",
+    "create_directory",
+    "delete_path",
+    "file_info",
+    "search_files",
+    "hash_file",
+    "http_fetch",
+    "run_command",
+    "run_python",
+    "llm_chat",
 }
 CACHEABLE = {"read_file", "list_directory", "file_info", "search_files", "hash_file"}
 
@@ -53,7 +64,9 @@ async def test_read_file_ranges_encodings_and_truncation(ws: Path) -> None:
     # A range that cuts "é" in two keeps only whole characters.
     part = (await run("read_file", {"path": "notes.txt", "offset": 0, "length": 2})).result
     assert part["content"] == "h" and part["truncated"] is True
-    latin = (await run("read_file", {"path": "notes.txt", "encoding": "latin-1", "offset": 7})).result
+    latin = (
+        await run("read_file", {"path": "notes.txt", "encoding": "latin-1", "offset": 7})
+    ).result
     assert latin["content"] == "world"
 
 
@@ -63,18 +76,27 @@ async def test_read_file_failures(ws: Path) -> None:
     assert (await fails("read_file", {"path": "blob.bin"})).type == "binary_file"
     assert (await fails("read_file", {"path": "missing.txt"})).type == "not_found"
     assert (await fails("read_file", {"path": "folder"})).type == "is_a_directory"
-    assert (await fails("read_file", {"path": "blob.bin", "encoding": "klingon"})).type == "invalid_encoding"
-    assert (await fails("read_file", {"path": "x", "length": MAX_READ_BYTES + 1})).type == "invalid_args"
+    assert (
+        await fails("read_file", {"path": "blob.bin", "encoding": "klingon"})
+    ).type == "invalid_encoding"
+    assert (
+        await fails("read_file", {"path": "x", "length": MAX_READ_BYTES + 1})
+    ).type == "invalid_args"
 
 
 async def test_write_file_overwrite_append_and_refusals(ws: Path) -> None:
-    assert (await run("write_file", {"path": "a/b/c.txt", "content": "one"})).result == {"path": "a/b/c.txt", "size": 3}
+    assert (await run("write_file", {"path": "a/b/c.txt", "content": "one"})).result == {
+        "path": "a/b/c.txt",
+        "size": 3,
+    }
     await run("write_file", {"path": "a/b/c.txt", "content": "+two", "append": True})
     assert (ws / "a/b/c.txt").read_text() == "one+two"
     error = await fails("write_file", {"path": "a/b/c.txt", "content": "x", "overwrite": False})
     assert error.type == "already_exists" and (ws / "a/b/c.txt").read_text() == "one+two"
     assert (await fails("write_file", {"path": "a", "content": "x"})).type == "is_a_directory"
-    assert not [p for p in (ws / "a/b").iterdir() if p.name.startswith(".clawsite-")]  # no temporaries left
+    assert not [
+        p for p in (ws / "a/b").iterdir() if p.name.startswith(".clawsite-")
+    ]  # no temporaries left
 
 
 # --- folders ---------------------------------------------------------------------------------------
@@ -89,7 +111,11 @@ async def test_list_directory_flat_recursive_hidden(ws: Path) -> None:
     flat = (await run("list_directory", {})).result["entries"]
     assert [(e["path"], e["type"]) for e in flat] == [("docs", "directory"), ("link", "symlink")]
     deep = (await run("list_directory", {"path": "docs", "recursive": True})).result["entries"]
-    assert [(e["path"], e["size"]) for e in deep] == [("docs/a.md", 2), ("docs/deep", None), ("docs/deep/b.md", 1)]
+    assert [(e["path"], e["size"]) for e in deep] == [
+        ("docs/a.md", 2),
+        ("docs/deep", None),
+        ("docs/deep/b.md", 1),
+    ]
     hidden = (await run("list_directory", {"include_hidden": True})).result["entries"]
     assert ".secret" in {e["name"] for e in hidden}
     assert (await fails("list_directory", {"path": "nope"})).type == "not_found"
@@ -97,7 +123,10 @@ async def test_list_directory_flat_recursive_hidden(ws: Path) -> None:
 
 
 async def test_create_directory(ws: Path) -> None:
-    assert (await run("create_directory", {"path": "x/y"})).result == {"path": "x/y", "created": True}
+    assert (await run("create_directory", {"path": "x/y"})).result == {
+        "path": "x/y",
+        "created": True,
+    }
     assert (ws / "x/y").is_dir()
     assert (await run("create_directory", {"path": "x/y"})).result["created"] is False
     assert (await fails("create_directory", {"path": "p/q", "parents": False})).type == "not_found"
@@ -113,7 +142,10 @@ async def test_delete_path_files_folders_links_never_the_root(ws: Path, tmp_path
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")
     (ws / "out").symlink_to(outside)
-    assert (await run("delete_path", {"path": "g.txt"})).result == {"path": "g.txt", "deleted": True}
+    assert (await run("delete_path", {"path": "g.txt"})).result == {
+        "path": "g.txt",
+        "deleted": True,
+    }
     assert not (ws / "g.txt").exists()
     assert (await fails("delete_path", {"path": "d"})).type == "not_empty"
     await run("delete_path", {"path": "d", "recursive": True})
@@ -149,7 +181,9 @@ async def test_hash_file_streams_every_algorithm(ws: Path, algorithm: str) -> No
     (ws / "big.bin").write_bytes(data)
     result = (await run("hash_file", {"path": "big.bin", "algorithm": algorithm})).result
     assert result == {
-        "path": "big.bin", "algorithm": algorithm, "size": len(data),
+        "path": "big.bin",
+        "algorithm": algorithm,
+        "size": len(data),
         "hexdigest": hashlib.new(algorithm, data).hexdigest(),
     }
 
@@ -177,9 +211,16 @@ async def test_search_substring_regex_glob_line_numbers(ws: Path) -> None:
         {"path": "src/pkg/b.py", "line": 1, "text": "# TODO two"},
     ]
     assert found["files_scanned"] == 3 and found["truncated"] is False
-    regex = (await run("search_files", {"glob": "pkg/*.py", "contains": r"^#\s+TODO", "regex": True})).result
+    regex = (
+        await run("search_files", {"glob": "pkg/*.py", "contains": r"^#\s+TODO", "regex": True})
+    ).result
     assert [m["path"] for m in regex["matches"]] == []  # "pkg/*.py" is matched from the search root
-    regex = (await run("search_files", {"path": "src", "glob": "pkg/*.py", "contains": r"^#\s+TODO", "regex": True})).result
+    regex = (
+        await run(
+            "search_files",
+            {"path": "src", "glob": "pkg/*.py", "contains": r"^#\s+TODO", "regex": True},
+        )
+    ).result
     assert [m["path"] for m in regex["matches"]] == ["src/pkg/b.py"]
     names = (await run("search_files", {"glob": "*.txt"})).result["matches"]
     assert names == [{"path": "src/c.txt", "line": None, "text": None}]
@@ -198,7 +239,9 @@ async def test_search_reports_progress_on_large_trees(ws: Path) -> None:
     for index in range(PROGRESS_EVERY_FILES * 2 + 5):
         (ws / f"f{index:04}.txt").write_text("needle\n" if index % 100 == 0 else "hay\n")
     reports: list[tuple[int | None, int | None, str]] = []
-    result = (await run("search_files", {"contains": "needle"}, progress=lambda *r: reports.append(r))).result
+    result = (
+        await run("search_files", {"contains": "needle"}, progress=lambda *r: reports.append(r))
+    ).result
     await asyncio.sleep(0)  # progress from the scan thread is delivered through the loop
     assert len(result["matches"]) == 5 and result["files_scanned"] == PROGRESS_EVERY_FILES * 2 + 5
     assert [done for done, _, _ in reports] == [PROGRESS_EVERY_FILES, PROGRESS_EVERY_FILES * 2]
@@ -214,8 +257,12 @@ async def test_catastrophic_regex_is_stopped_and_does_not_block_other_tasks(ws: 
     (ws / "small.txt").write_text("quick")
     in_regex = asyncio.Event()
     slow = asyncio.create_task(
-        run("search_files", {"glob": "[az]*.txt", "contains": "(x+x+)+y", "regex": True},
-            task_timeout=1.5, progress=lambda *report: in_regex.set())
+        run(
+            "search_files",
+            {"glob": "[az]*.txt", "contains": "(x+x+)+y", "regex": True},
+            task_timeout=1.5,
+            progress=lambda *report: in_regex.set(),
+        )
     )
     await in_regex.wait()
     fast = await run("read_file", {"path": "small.txt"})

@@ -41,7 +41,9 @@ async def browser(alice: Any) -> AsyncClient:
 
 
 @pytest.mark.parametrize("tool", VALID_ARGS)
-async def test_every_tool_can_be_submitted_from_the_form(browser: AsyncClient, settings: Any, tool: str) -> None:
+async def test_every_tool_can_be_submitted_from_the_form(
+    browser: AsyncClient, settings: Any, tool: str
+) -> None:
     settings.CLAWSITE_COMMAND_ALLOWLIST = ["echo"]
     settings.CLAWSITE_PYTHON_ENABLED = True
     settings.CLAWSITE_LLM_BASE_URL = "http://127.0.0.1:9/v1"
@@ -52,7 +54,9 @@ async def test_every_tool_can_be_submitted_from_the_form(browser: AsyncClient, s
 
 
 @pytest.mark.parametrize("tool", ["run_command", "run_python", "llm_chat"])
-async def test_disabled_tools_are_explained_not_created(browser: AsyncClient, settings: Any, tool: str) -> None:
+async def test_disabled_tools_are_explained_not_created(
+    browser: AsyncClient, settings: Any, tool: str
+) -> None:
     settings.CLAWSITE_COMMAND_ALLOWLIST = []
     settings.CLAWSITE_PYTHON_ENABLED = False
     settings.CLAWSITE_LLM_BASE_URL = ""

@@ -57,8 +57,16 @@ class LocalServer:
             writer.close()
 
     async def respond(self, request: Request, writer: asyncio.StreamWriter) -> None:
-        def send(status: str, body: bytes, *extra: str, content_type: str = "text/plain; charset=utf-8") -> None:
-            lines = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}", "Connection: close", *extra]
+        def send(
+            status: str, body: bytes, *extra: str, content_type: str = "text/plain; charset=utf-8"
+        ) -> None:
+            lines = [
+                f"HTTP/1.1 {status}",
+                f"Content-Type: {content_type}",
+                f"Content-Length: {len(body)}",
+                "Connection: close",
+                *extra,
+            ]
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
 
         if request.path == "/hello":
@@ -74,7 +82,11 @@ class LocalServer:
         elif request.path == "/v1/chat/completions":
             await self.chat(request, writer)
         elif request.path == "/broken/v1/chat/completions":
-            send("503 Service Unavailable", b'{"error": "overloaded"}', content_type="application/json")
+            send(
+                "503 Service Unavailable",
+                b'{"error": "overloaded"}',
+                content_type="application/json",
+            )
         else:
             send("404 Not Found", b"no")
         await writer.drain()
@@ -82,11 +94,17 @@ class LocalServer:
     async def chat(self, request: Request, writer: asyncio.StreamWriter) -> None:
         """The OpenAI streaming protocol: SSE chunks with deltas, a usage chunk, [DONE]."""
         asked = json.loads(request.body)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        )
         model = asked.get("model") or "local-model"
         for piece in ["Hel", "lo", ", ", "world"]:
-            chunk = {"id": "c1", "object": "chat.completion.chunk", "model": model,
-                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            chunk = {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+            }
             writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
             await writer.drain()
         writer.write(b": keep-alive comment\n\n")
@@ -110,9 +128,24 @@ async def server() -> AsyncIterator[LocalServer]:
 
 @pytest.mark.parametrize(
     "address",
-    ["10.0.0.1", "172.16.3.4", "192.168.1.1", "127.0.0.1", "169.254.169.254", "100.100.100.200",
-     "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00:ec2::254",
-     "ff02::1", "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe"],
+    [
+        "10.0.0.1",
+        "172.16.3.4",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "100.100.100.200",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fd00:ec2::254",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+    ],
 )
 def test_non_public_addresses_are_refused(address: str) -> None:
     assert not http_fetch.address_allowed(ipaddress.ip_address(address))
@@ -130,23 +163,35 @@ async def test_local_server_is_refused_by_default(ws: Any, server: LocalServer) 
     assert server.requests == []  # refused before connecting
 
 
-async def test_local_server_is_reached_with_the_setting(ws: Any, server: LocalServer, settings: Any) -> None:
+async def test_local_server_is_reached_with_the_setting(
+    ws: Any, server: LocalServer, settings: Any
+) -> None:
     settings.CLAWSITE_HTTP_ALLOW_PRIVATE = True
-    result = (await run("http_fetch", {"url": server.url("/hello"), "headers": {"X-Asked": "1"}})).result
+    result = (
+        await run("http_fetch", {"url": server.url("/hello"), "headers": {"X-Asked": "1"}})
+    ).result
     assert result["status"] == 200 and result["body"] == "hello" and result["truncated"] is False
     assert result["headers"]["x-test"] == "yes"
     assert server.requests[0].headers["host"] == f"127.0.0.1:{server.port}"
     assert server.requests[0].headers["x-asked"] == "1"
     named = (await run("http_fetch", {"url": server.url("/hello", host="localhost")})).result
-    assert named["status"] == 200 and server.requests[1].headers["host"] == f"localhost:{server.port}"
+    assert (
+        named["status"] == 200 and server.requests[1].headers["host"] == f"localhost:{server.port}"
+    )
 
 
 async def test_every_redirect_is_checked(ws: Any, server: LocalServer, monkeypatch: Any) -> None:
     # 127.0.0.1 plays a public address here; 127.0.0.2 (also this machine) stays refused.
     monkeypatch.setattr(http_fetch, "address_allowed", lambda address: str(address) == "127.0.0.1")
     followed = (await run("http_fetch", {"url": server.url("/redirect?to=/hello")})).result
-    assert followed["status"] == 200 and followed["body"] == "hello" and followed["url"].endswith("/hello")
-    error = await fails("http_fetch", {"url": server.url("/redirect?to=" + server.url("/hello", host="127.0.0.2"))})
+    assert (
+        followed["status"] == 200
+        and followed["body"] == "hello"
+        and followed["url"].endswith("/hello")
+    )
+    error = await fails(
+        "http_fetch", {"url": server.url("/redirect?to=" + server.url("/hello", host="127.0.0.2"))}
+    )
     assert error.type == "address_not_allowed"
     assert [r.local_address for r in server.requests] == ["127.0.0.1"] * 3  # never reached .2
     assert (await fails("http_fetch", {"url": server.url("/loop")})).type == "too_many_redirects"
@@ -158,7 +203,9 @@ async def test_size_time_and_connection_limits(ws: Any, server: LocalServer, set
     assert big["truncated"] is True and len(big["body"]) == 1000
     slow = await fails("http_fetch", {"url": server.url("/slow"), "timeout": 0.3})
     assert slow.type == "timeout" and slow.retryable
-    capped = await fails("http_fetch", {"url": server.url("/slow"), "timeout": 60}, task_timeout=0.3)
+    capped = await fails(
+        "http_fetch", {"url": server.url("/slow"), "timeout": 60}, task_timeout=0.3
+    )
     assert capped.type == "timeout"
     server.release.set()
     server.server.close()  # type: ignore[union-attr]
@@ -168,8 +215,13 @@ async def test_size_time_and_connection_limits(ws: Any, server: LocalServer, set
 
 
 async def test_bad_fetch_arguments(ws: Any) -> None:
-    for args in ({"url": "file:///etc/passwd"}, {"url": "gopher://x"}, {"url": "http://"},
-                 {"url": "http://x", "headers": {"Host": "y"}}, {"url": "http://x", "method": "TRACE"}):
+    for args in (
+        {"url": "file:///etc/passwd"},
+        {"url": "gopher://x"},
+        {"url": "http://"},
+        {"url": "http://x", "headers": {"Host": "y"}},
+        {"url": "http://x", "method": "TRACE"},
+    ):
         assert (await fails("http_fetch", args)).type == "invalid_args"
 
 
@@ -181,13 +233,18 @@ async def test_llm_chat_is_disabled_without_an_endpoint(ws: Any, settings: Any) 
     assert (await fails("llm_chat", {"prompt": "hi"})).type == "tool_disabled"
 
 
-async def test_llm_chat_streams_deltas_as_progress(ws: Any, server: LocalServer, settings: Any) -> None:
+async def test_llm_chat_streams_deltas_as_progress(
+    ws: Any, server: LocalServer, settings: Any
+) -> None:
     settings.CLAWSITE_LLM_BASE_URL = server.url("/v1")
     settings.CLAWSITE_LLM_API_KEY = "sk-local"
     settings.CLAWSITE_LLM_MODEL = "default-model"
     progress: list[tuple[Any, Any, str]] = []
-    outcome = await run("llm_chat", {"prompt": "Say hello", "max_tokens": 20, "temperature": 0.5},
-                        progress=lambda *report: progress.append(report))
+    outcome = await run(
+        "llm_chat",
+        {"prompt": "Say hello", "max_tokens": 20, "temperature": 0.5},
+        progress=lambda *report: progress.append(report),
+    )
     assert outcome.result == {
         "content": "Hello, world",
         "model": "default-model",
@@ -199,8 +256,17 @@ async def test_llm_chat_streams_deltas_as_progress(ws: Any, server: LocalServer,
     body = json.loads(sent.body)
     assert body["stream"] is True and body["max_tokens"] == 20 and body["temperature"] == 0.5
     assert body["messages"] == [{"role": "user", "content": "Say hello"}]
-    chat = await run("llm_chat", {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], "model": "m2"})
-    assert chat.result["model"] == "m2" and json.loads(server.requests[1].body)["messages"][0]["role"] == "system"
+    chat = await run(
+        "llm_chat",
+        {
+            "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+            "model": "m2",
+        },
+    )
+    assert (
+        chat.result["model"] == "m2"
+        and json.loads(server.requests[1].body)["messages"][0]["role"] == "system"
+    )
 
 
 async def test_llm_chat_failures(ws: Any, server: LocalServer, settings: Any) -> None:
@@ -208,7 +274,9 @@ async def test_llm_chat_failures(ws: Any, server: LocalServer, settings: Any) ->
     error = await fails("llm_chat", {"prompt": "hi"})
     assert error.type == "llm_error" and error.retryable and "503" in error.message
     assert (await fails("llm_chat", {})).type == "invalid_args"
-    assert (await fails("llm_chat", {"prompt": "a", "messages": [{"role": "user", "content": "b"}]})).type == "invalid_args"
+    assert (
+        await fails("llm_chat", {"prompt": "a", "messages": [{"role": "user", "content": "b"}]})
+    ).type == "invalid_args"
     settings.CLAWSITE_LLM_BASE_URL = "http://127.0.0.1:9"  # nothing listens on discard
     refused = await fails("llm_chat", {"prompt": "hi"})
     assert refused.type == "connection_error" and refused.retryable

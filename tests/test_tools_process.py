@@ -41,7 +41,9 @@ async def test_run_command_runs_an_allowed_program(ws: Path, allow: Any) -> None
     result = (await run("run_command", {"argv": ["echo", "hello", "world"]})).result
     assert result == {"exit_code": 0, "stdout": "hello world\n", "stderr": "", "truncated": False}
     (ws / "sub").mkdir()
-    assert (await run("run_command", {"argv": ["pwd"], "cwd": "sub"})).result["stdout"] == f"{ws / 'sub'}\n"
+    assert (await run("run_command", {"argv": ["pwd"], "cwd": "sub"})).result[
+        "stdout"
+    ] == f"{ws / 'sub'}\n"
     failing = (await run("run_command", {"argv": ["sh", "-c", "echo oops >&2; exit 3"]})).result
     assert failing["exit_code"] == 3 and failing["stderr"] == "oops\n"
 
@@ -112,7 +114,9 @@ async def test_timeout_kills_the_whole_process_group(ws: Path, allow: Any) -> No
 
 
 async def test_cancellation_kills_the_whole_process_group(ws: Path, allow: Any) -> None:
-    task = asyncio.create_task(run("run_command", {"argv": ["sh", "-c", "sleep 30 & echo $! > child.pid; wait"]}))
+    task = asyncio.create_task(
+        run("run_command", {"argv": ["sh", "-c", "sleep 30 & echo $! > child.pid; wait"]})
+    )
     while not (ws / "child.pid").exists() or not (ws / "child.pid").read_text().strip():  # noqa: ASYNC110  (a test may block; polling a process or file)
         await asyncio.sleep(0.02)
     task.cancel()
@@ -123,7 +127,11 @@ async def test_cancellation_kills_the_whole_process_group(ws: Path, allow: Any) 
 
 async def test_background_children_do_not_hold_the_answer(ws: Path, allow: Any) -> None:
     # The program exits at once but leaves a child holding stdout: the answer must not wait for it.
-    result = (await run("run_command", {"argv": ["sh", "-c", "sleep 30 & echo $! > child.pid; echo done"]})).result
+    result = (
+        await run(
+            "run_command", {"argv": ["sh", "-c", "sleep 30 & echo $! > child.pid; echo done"]}
+        )
+    ).result
     assert result["stdout"] == "done\n"
     assert await _gone(int((ws / "child.pid").read_text()))
 
@@ -162,7 +170,9 @@ async def test_run_python_limits(ws: Path, python_on: Any) -> None:
     python_on.CLAWSITE_PYTHON_MAX_FILE_MB = 1
     memory = (await run("run_python", {"code": "x = bytearray(1024 * 1024 * 1024)"})).result
     assert memory["exit_code"] != 0 and "MemoryError" in memory["stderr"]
-    big = (await run("run_python", {"code": "open('big', 'wb').write(b'x' * 2 * 1024 * 1024)"})).result
+    big = (
+        await run("run_python", {"code": "open('big', 'wb').write(b'x' * 2 * 1024 * 1024)"})
+    ).result
     assert big["exit_code"] != 0 and os.path.getsize(ws / "big") <= 1024 * 1024  # noqa: ASYNC240  (a test may block; polling a process or file)
     error = await fails("run_python", {"code": "while True: pass", "timeout": 1})
     assert error.type == "timeout"

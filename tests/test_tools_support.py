@@ -27,12 +27,18 @@ def workspace_of(owner: ToolOwner = ALICE) -> Path:
 
 
 async def run(
-    name: str, args: dict[str, Any], owner: ToolOwner = ALICE, task_timeout: float = 30.0, progress: Any = None
+    name: str,
+    args: dict[str, Any],
+    owner: ToolOwner = ALICE,
+    task_timeout: float = 30.0,
+    progress: Any = None,
 ) -> ToolOutcome:
     return await run_tool(name, args, owner, timeout=task_timeout, report_progress=progress)
 
 
-async def fails(name: str, args: dict[str, Any], owner: ToolOwner = ALICE, task_timeout: float = 30.0) -> ToolError:
+async def fails(
+    name: str, args: dict[str, Any], owner: ToolOwner = ALICE, task_timeout: float = 30.0
+) -> ToolError:
     with pytest.raises(ToolError) as caught:
         await run(name, args, owner, task_timeout)
     return caught.value

@@ -16,7 +16,9 @@ from tasks_app.models import Task
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
-def communicator(path: str, user: Any = None, origin: str | None = None, cookie: str | None = None) -> WebsocketCommunicator:
+def communicator(
+    path: str, user: Any = None, origin: str | None = None, cookie: str | None = None
+) -> WebsocketCommunicator:
     headers = []
     if user is not None:
         headers.append((b"authorization", f"Bearer {user.raw_token}".encode()))
@@ -28,7 +30,11 @@ def communicator(path: str, user: Any = None, origin: str | None = None, cookie:
 
 
 async def submit(client: AsyncClient, path: str = "a") -> dict[str, Any]:
-    response = await client.post("/api/v1/tasks", data=json.dumps({"tool": "read_file", "args": {"path": path}}), content_type="application/json")
+    response = await client.post(
+        "/api/v1/tasks",
+        data=json.dumps({"tool": "read_file", "args": {"path": path}}),
+        content_type="application/json",
+    )
     return response.json()
 
 
@@ -51,14 +57,18 @@ async def test_refused_without_credentials_or_with_a_bad_token(alice: Any) -> No
     assert not connected
 
 
-async def test_users_receive_only_their_own_tasks_and_staff_all(alice: Any, bob: Any, carol: Any, as_alice: AsyncClient, as_bob: AsyncClient) -> None:
+async def test_users_receive_only_their_own_tasks_and_staff_all(
+    alice: Any, bob: Any, carol: Any, as_alice: AsyncClient, as_bob: AsyncClient
+) -> None:
     sockets = {user.username: communicator("/ws/tasks/", user) for user in (alice, bob, carol)}
     for ws in sockets.values():
         connected, _ = await ws.connect()
         assert connected
     mine = await submit(as_alice)
     theirs = await submit(as_bob)
-    seen = {name: {t["id"] for t in await frames_for(ws, timeout=1)} for name, ws in sockets.items()}
+    seen = {
+        name: {t["id"] for t in await frames_for(ws, timeout=1)} for name, ws in sockets.items()
+    }
     assert seen["alice"] == {mine["id"]}
     assert seen["bob"] == {theirs["id"]}
     assert seen["carol"] == {mine["id"], theirs["id"]}
@@ -66,7 +76,9 @@ async def test_users_receive_only_their_own_tasks_and_staff_all(alice: Any, bob:
         await ws.disconnect()
 
 
-async def test_one_task_socket_sends_current_state_then_changes(alice: Any, bob: Any, as_alice: AsyncClient) -> None:
+async def test_one_task_socket_sends_current_state_then_changes(
+    alice: Any, bob: Any, as_alice: AsyncClient
+) -> None:
     task = await submit(as_alice)
     other = await submit(as_alice, "b")
     ws = communicator(f"/ws/tasks/{task['id']}/", alice)
@@ -87,7 +99,9 @@ async def test_cookie_handshake_needs_an_allowed_origin(alice: Any, as_alice: As
     client = AsyncClient()
     await client.aforce_login(alice)
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-    connected, _ = await communicator("/ws/tasks/", cookie=cookie, origin="http://evil.example").connect()
+    connected, _ = await communicator(
+        "/ws/tasks/", cookie=cookie, origin="http://evil.example"
+    ).connect()
     assert not connected
     connected, _ = await communicator("/ws/tasks/", cookie=cookie).connect()
     assert not connected

@@ -49,14 +49,18 @@ async def test_a_task_runs_once_and_succeeds(engine: WorkerEngine, alice: Any) -
     assert events("alice", "k") == ["start", "end"]
 
 
-async def test_retryable_failures_are_retried_with_backoff_then_succeed(engine: WorkerEngine, alice: Any) -> None:
+async def test_retryable_failures_are_retried_with_backoff_then_succeed(
+    engine: WorkerEngine, alice: Any
+) -> None:
     task = await run_in_db_thread(
         submit, alice, tool="test_ledger", args={"key": "k", "fail_times": 2}, max_attempts=3
     )
     task = await await_task(task.id, finished)
     assert task.status == TaskStatus.SUCCEEDED and task.attempts == 3 and task.error is None
     assert [(e["attempt"], (e["error"] or {}).get("type")) for e in task.attempt_log] == [
-        (1, "flaky"), (2, "flaky"), (3, None),
+        (1, "flaky"),
+        (2, "flaky"),
+        (3, None),
     ]
     starts = [at for event, key, _, at in read_ledger(ledger_path("alice")) if event == "start"]
     # Backoff with jitter: at least half of base * 2**(attempt-1) between attempts.
@@ -74,7 +78,9 @@ async def test_retryable_failures_stop_at_max_attempts(engine: WorkerEngine, ali
     assert events("alice", "k") == ["start", "start"]
 
 
-async def test_a_failure_that_is_not_retryable_fails_at_once(engine: WorkerEngine, alice: Any) -> None:
+async def test_a_failure_that_is_not_retryable_fails_at_once(
+    engine: WorkerEngine, alice: Any
+) -> None:
     task = await run_in_db_thread(
         submit, alice, tool="test_ledger", args={"key": "k", "fail_times": 1, "retryable": False}
     )
@@ -82,9 +88,16 @@ async def test_a_failure_that_is_not_retryable_fails_at_once(engine: WorkerEngin
     assert (task.status, task.attempts, task.error["type"]) == (TaskStatus.FAILED, 1, "flaky")
 
 
-async def test_timeout_cancels_the_attempt_records_it_and_retries(engine: WorkerEngine, alice: Any) -> None:
+async def test_timeout_cancels_the_attempt_records_it_and_retries(
+    engine: WorkerEngine, alice: Any
+) -> None:
     task = await run_in_db_thread(
-        submit, alice, tool="test_ledger", args={"key": "k", "seconds": 30}, timeout=0.2, max_attempts=2
+        submit,
+        alice,
+        tool="test_ledger",
+        args={"key": "k", "seconds": 30},
+        timeout=0.2,
+        max_attempts=2,
     )
     task = await await_task(task.id, finished)
     assert task.status == TaskStatus.FAILED and task.error["type"] == "timeout"
@@ -99,8 +112,12 @@ def test_the_default_timeout_is_the_tools(alice: Any, ledger_tools: None) -> Non
     assert submit(alice, tool="test_ledger", args={"key": "j"}, timeout=2.5).timeout == 2.5
 
 
-async def test_cancelling_a_running_task_cancels_its_attempt(engine: WorkerEngine, alice: Any) -> None:
-    task = await run_in_db_thread(submit, alice, tool="test_ledger", args={"key": "k", "seconds": 30})
+async def test_cancelling_a_running_task_cancels_its_attempt(
+    engine: WorkerEngine, alice: Any
+) -> None:
+    task = await run_in_db_thread(
+        submit, alice, tool="test_ledger", args={"key": "k", "seconds": 30}
+    )
     await await_task(task.id, lambda t: t.status == TaskStatus.RUNNING)
     answered = await run_in_db_thread(services.cancel_task, task)
     assert answered.status == TaskStatus.RUNNING  # the API answers 202 with this
@@ -112,19 +129,30 @@ async def test_cancelling_a_running_task_cancels_its_attempt(engine: WorkerEngin
     assert task.id not in engine.running
 
 
-async def test_the_cancel_hint_cancels_without_waiting_for_housekeeping(engine: WorkerEngine, alice: Any) -> None:
+async def test_the_cancel_hint_cancels_without_waiting_for_housekeeping(
+    engine: WorkerEngine, alice: Any
+) -> None:
     engine.housekeeping_seconds = 3600
-    task = await run_in_db_thread(submit, alice, tool="test_ledger", args={"key": "k", "seconds": 30})
+    task = await run_in_db_thread(
+        submit, alice, tool="test_ledger", args={"key": "k", "seconds": 30}
+    )
     await await_task(task.id, lambda t: t.status == TaskStatus.RUNNING)
     assert engine.cancel(task.id)
     task = await await_task(task.id, finished)
     assert task.status == TaskStatus.CANCELLED
 
 
-async def test_a_claimed_task_flagged_for_cancel_never_runs(engine: WorkerEngine, alice: Any) -> None:
+async def test_a_claimed_task_flagged_for_cancel_never_runs(
+    engine: WorkerEngine, alice: Any
+) -> None:
     def flagged_queued_task() -> Task:
         # As left by a worker that stopped while a cancel was on its way.
-        task = submit(alice, tool="test_ledger", args={"key": "k"}, run_after=timezone.now() + timedelta(days=1))
+        task = submit(
+            alice,
+            tool="test_ledger",
+            args={"key": "k"},
+            run_after=timezone.now() + timedelta(days=1),
+        )
         Task.objects.filter(pk=task.id).update(cancel_requested=True, run_after=None)
         return task
 
@@ -135,8 +163,12 @@ async def test_a_claimed_task_flagged_for_cancel_never_runs(engine: WorkerEngine
     assert events("alice", "k") == []
 
 
-async def test_an_attempt_whose_lease_was_given_away_stops(engine: WorkerEngine, alice: Any) -> None:
-    task = await run_in_db_thread(submit, alice, tool="test_ledger", args={"key": "k", "seconds": 30})
+async def test_an_attempt_whose_lease_was_given_away_stops(
+    engine: WorkerEngine, alice: Any
+) -> None:
+    task = await run_in_db_thread(
+        submit, alice, tool="test_ledger", args={"key": "k", "seconds": 30}
+    )
     await await_task(task.id, lambda t: t.status == TaskStatus.RUNNING)
     # As if this worker had stalled past its lease: reaped, then claimed by another worker.
     await run_in_db_thread(
@@ -148,18 +180,29 @@ async def test_an_attempt_whose_lease_was_given_away_stops(engine: WorkerEngine,
     assert task.id not in engine.running
 
 
-async def test_graceful_stop_finishes_short_tasks_and_requeues_the_rest(ledger_tools: None, alice: Any) -> None:
+async def test_graceful_stop_finishes_short_tasks_and_requeues_the_rest(
+    ledger_tools: None, alice: Any
+) -> None:
     engine = WorkerEngine(concurrency=4, tick_seconds=0.05, lease_seconds=5)
     await engine.start()
-    short = await run_in_db_thread(submit, alice, tool="test_ledger", args={"key": "short", "seconds": 0.3})
-    long = await run_in_db_thread(submit, alice, tool="test_ledger", args={"key": "long", "seconds": 30}, max_attempts=1)
+    short = await run_in_db_thread(
+        submit, alice, tool="test_ledger", args={"key": "short", "seconds": 0.3}
+    )
+    long = await run_in_db_thread(
+        submit, alice, tool="test_ledger", args={"key": "long", "seconds": 30}, max_attempts=1
+    )
     for task in (short, long):
         await await_task(task.id, lambda t: t.status == TaskStatus.RUNNING)
     await engine.stop(grace_seconds=2)
     short, long = [await run_in_db_thread(Task.objects.get, pk=t.id) for t in (short, long)]
     assert short.status == TaskStatus.SUCCEEDED
     # Back in the queue, and the interrupted attempt does not use up its only attempt.
-    assert (long.status, long.attempts, long.max_attempts, long.error) == (TaskStatus.QUEUED, 1, 2, None)
+    assert (long.status, long.attempts, long.max_attempts, long.error) == (
+        TaskStatus.QUEUED,
+        1,
+        2,
+        None,
+    )
     assert long.attempt_log[-1]["error"]["type"] == "worker_shutdown"
     assert events("alice", "long") == ["start", "cancelled"]
     assert not engine.running

@@ -70,7 +70,9 @@ class LedgerTool(Tool):
         path = await offload(ctx.workspace.resolve, args.ledger)
 
         async def log(event: str) -> None:
-            await offload(append_line, path, f"{event} {args.key} {os.getpid()} {time.time():.6f}\n")
+            await offload(
+                append_line, path, f"{event} {args.key} {os.getpid()} {time.time():.6f}\n"
+            )
 
         await log("start")
         try:
@@ -97,7 +99,6 @@ def install() -> None:
 def uninstall() -> None:
     for cls in TEST_TOOLS:
         _REGISTRY.pop(cls.name, None)
-
 
 
 # --- helpers for in-process tests ---------------------------------------------------------------
@@ -134,7 +135,9 @@ async def await_task(task_id: str, condition: Any, within: float = 30.0) -> Task
         if condition(task):
             return task
         if time.monotonic() > deadline:
-            raise AssertionError(f"task {task_id} stuck: {task.status} {task.error} {task.attempt_log}")
+            raise AssertionError(
+                f"task {task_id} stuck: {task.status} {task.error} {task.attempt_log}"
+            )
         await asyncio.sleep(0.03)
 
 

@@ -53,5 +53,3 @@ def _with_cache_page(
 
 
 admin.site.get_urls = _with_cache_page(admin.site.get_urls)  # type: ignore[method-assign]
-
-

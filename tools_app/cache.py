@@ -152,7 +152,12 @@ def store(tool: Tool, key: str, result: dict[str, Any]) -> None:
     try:
         cache.set(key, raw, timeout=ttl)
         _redis().eval(
-            _STORE, 3, *_bookkeeping_keys(tool.name), cache.make_key(key), len(raw), time.time() + ttl
+            _STORE,
+            3,
+            *_bookkeeping_keys(tool.name),
+            cache.make_key(key),
+            len(raw),
+            time.time() + ttl,
         )
     except RedisError:
         logger.warning("tool cache unavailable; %s answer not stored", tool.name, exc_info=True)

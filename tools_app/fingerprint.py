@@ -95,12 +95,17 @@ def subject_of(workspace: Workspace, path: Path) -> str:
 
 
 def file_basis(
-    workspace: Workspace, resolved: Path, normalized: dict[str, Any], st: os.stat_result | None = None
+    workspace: Workspace,
+    resolved: Path,
+    normalized: dict[str, Any],
+    st: os.stat_result | None = None,
 ) -> CacheBasis:
     """The basis of an answer that depends on one file or folder entry (not its contents)."""
     digest = StateDigest()
     digest.add(".", st if st is not None else os.stat(resolved))
-    return CacheBasis(subject_of(workspace, resolved), normalized, digest.hexdigest(), digest.newest_ns)
+    return CacheBasis(
+        subject_of(workspace, resolved), normalized, digest.hexdigest(), digest.newest_ns
+    )
 
 
 def tree_basis(
@@ -115,4 +120,6 @@ def tree_basis(
     digest.add(".", os.stat(resolved))
     for entry, st in walk_tree(resolved, recursive, include_hidden):
         digest.add(entry.path, st)
-    return CacheBasis(subject_of(workspace, resolved), normalized, digest.hexdigest(), digest.newest_ns)
+    return CacheBasis(
+        subject_of(workspace, resolved), normalized, digest.hexdigest(), digest.newest_ns
+    )

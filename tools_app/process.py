@@ -81,6 +81,7 @@ async def run_process(
                 process.stdin.write(stdin)
                 await process.stdin.drain()
             process.stdin.close()
+
         async def drain_both() -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
             return await asyncio.gather(
                 _drain(process.stdout, output_cap), _drain(process.stderr, output_cap)
@@ -102,7 +103,9 @@ async def run_process(
     try:
         (out, out_cut), (err, err_cut) = await asyncio.wait_for(communicate(), time_limit)
     except TimeoutError:
-        raise ToolError("timeout", f"the process ran longer than {time_limit:g} s and was killed") from None
+        raise ToolError(
+            "timeout", f"the process ran longer than {time_limit:g} s and was killed"
+        ) from None
     finally:
         _kill_group(process.pid)
         if process.returncode is None:

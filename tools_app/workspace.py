@@ -55,7 +55,9 @@ class Workspace:
         elsewhere (the admin allows ``.`` and ``@``) with another name gets no workspace."""
         username = user.get_username()
         if not SAFE_USERNAME.match(username):
-            raise ToolError("invalid_username", "Workspaces need usernames of letters, digits, '_' and '-'.")
+            raise ToolError(
+                "invalid_username", "Workspaces need usernames of letters, digits, '_' and '-'."
+            )
         return cls(Path(settings.CLAWSITE_WORKSPACE_ROOT) / username)
 
     def ensure_exists(self) -> None:

@@ -42,7 +42,9 @@ def _authenticate_sync(request: HttpRequest) -> Any:
     user = user_for_session(request)
     if user is None:
         raise ApiError("unauthenticated", "Authentication required: a Bearer token or a session.")
-    if request.method not in ("GET", "HEAD", "OPTIONS") and _csrf.process_view(request, None, (), {}):
+    if request.method not in ("GET", "HEAD", "OPTIONS") and _csrf.process_view(
+        request, None, (), {}
+    ):
         raise ApiError("forbidden", "CSRF check failed: send the X-CSRFToken header.")
     return user
 

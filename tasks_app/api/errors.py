@@ -28,7 +28,9 @@ class ApiErrorMiddleware:
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponse] | HttpResponse]):
+    def __init__(
+        self, get_response: Callable[[HttpRequest], Awaitable[HttpResponse] | HttpResponse]
+    ):
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:

@@ -19,7 +19,10 @@ TASK_SCHEMA: dict[str, Any] = {
         "id": {"type": "string"},
         "tool": {"type": "string"},
         "args": {"type": "object"},
-        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "status": {
+            "type": "string",
+            "enum": ["queued", "running", "succeeded", "failed", "cancelled"],
+        },
         "priority": {"type": "integer", "minimum": -100, "maximum": 100},
         "attempts": {"type": "integer"},
         "max_attempts": {"type": "integer"},
@@ -44,7 +47,11 @@ ERROR_SCHEMA = {
     "properties": {
         "error": {
             "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
             "required": ["code", "message"],
         }
     },
@@ -92,7 +99,10 @@ def _components() -> dict[str, Any]:
 
 @functools.cache
 def build_openapi() -> dict[str, Any]:
-    task_list = {"type": "object", "properties": {"tasks": {"type": "array", "items": _ref("Task")}}}
+    task_list = {
+        "type": "object",
+        "properties": {"tasks": {"type": "array", "items": _ref("Task")}},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "ClawSite API", "version": "1"},
@@ -106,7 +116,12 @@ def build_openapi() -> dict[str, Any]:
         },
         "security": [{"bearer": []}, {"session": []}],
         "paths": {
-            "/tools": {"get": {"summary": "List the tools", "responses": {"200": _json({"type": "object"})}}},
+            "/tools": {
+                "get": {
+                    "summary": "List the tools",
+                    "responses": {"200": _json({"type": "object"})},
+                }
+            },
             "/tasks": {
                 "get": {
                     "summary": "List tasks, newest first",
@@ -142,7 +157,11 @@ def build_openapi() -> dict[str, Any]:
                     "summary": "Read a task; with wait, long-poll until it is terminal",
                     "parameters": [
                         *_task_id_param(),
-                        {"name": "wait", "in": "query", "schema": {"type": "number", "maximum": 60}},
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "schema": {"type": "number", "maximum": 60},
+                        },
                     ],
                     "responses": {"200": _json(_ref("Task")), **_errors(404)},
                 }
@@ -165,17 +184,38 @@ def build_openapi() -> dict[str, Any]:
                     "responses": {"202": _json(_ref("Task"), "Queued"), **_errors(404, 409)},
                 }
             },
-            "/stats": {"get": {"summary": "Queue and cache statistics (users: their own queue)", "responses": {"200": _json({"type": "object"}), **_errors()}}},
+            "/stats": {
+                "get": {
+                    "summary": "Queue and cache statistics (users: their own queue)",
+                    "responses": {"200": _json({"type": "object"}), **_errors()},
+                }
+            },
             "/cache": {
                 "delete": {
                     "summary": "Invalidate cached tool results (staff)",
                     "parameters": [
                         {"name": "tool", "in": "query", "schema": {"type": "string"}},
-                        {"name": "pattern", "in": "query", "schema": {"type": "string"}, "description": "glob on <username>/<path>"},
+                        {
+                            "name": "pattern",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "glob on <username>/<path>",
+                        },
                     ],
-                    "responses": {"200": _json({"type": "object", "properties": {"deleted": {"type": "integer"}}}), **_errors(400, 403)},
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"deleted": {"type": "integer"}}}
+                        ),
+                        **_errors(400, 403),
+                    },
                 }
             },
-            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}},
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"})},
+                }
+            },
         },
     }

@@ -51,13 +51,21 @@ async def submit_batch(request: HttpRequest, user: Any) -> HttpResponse:
         except ApiError as error:
             problems.append({"index": index, "error": error.as_dict()})
     if problems:
-        raise ApiError("invalid_batch", f"{len(problems)} of {len(batch.tasks)} tasks are invalid; none was created.", problems)
+        raise ApiError(
+            "invalid_batch",
+            f"{len(problems)} of {len(batch.tasks)} tasks are invalid; none was created.",
+            problems,
+        )
     try:
         outcome = await submit_together((user, validated))
     except ApiError as error:
         if error.code != "conflict":
             raise
-        raise ApiError("invalid_batch", "An idempotency key was reused with different content; none was created.", [{"index": error.details["index"], "error": error.as_dict()}]) from None
+        raise ApiError(
+            "invalid_batch",
+            "An idempotency key was reused with different content; none was created.",
+            [{"index": error.details["index"], "error": error.as_dict()}],
+        ) from None
     return respond({"tasks": [task_to_dict(task) for task, _ in outcome]}, status=202)
 
 

@@ -20,7 +20,9 @@ class FileInfoArgs(ToolArgs):
 @register
 class FileInfo(Tool):
     name = "file_info"
-    description = "Type, size and modification time of a workspace path (and a file's sha256 if asked)."
+    description = (
+        "Type, size and modification time of a workspace path (and a file's sha256 if asked)."
+    )
     Args = FileInfoArgs
     read_only = True
     cacheable = True

@@ -56,7 +56,9 @@ async def hash_stream(path: Path, digest: Any, ctx: ToolContext) -> tuple[str, i
     except IsADirectoryError:
         raise ToolError("is_a_directory", f"{ctx.workspace.relative(path)!r} is a folder") from None
     except PermissionError:
-        raise ToolError("permission_denied", f"{ctx.workspace.relative(path)!r} cannot be read") from None
+        raise ToolError(
+            "permission_denied", f"{ctx.workspace.relative(path)!r} cannot be read"
+        ) from None
     finally:
         stop.set()
 

@@ -79,9 +79,13 @@ async def checked_address(host: str, port: int) -> str:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
         except socket.gaierror as exc:
-            raise ToolError("dns_error", f"cannot resolve {host!r}: {exc}", retryable=True) from None
+            raise ToolError(
+                "dns_error", f"cannot resolve {host!r}: {exc}", retryable=True
+            ) from None
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
     if not addresses:
         raise ToolError("dns_error", f"{host!r} has no address", retryable=True)
@@ -108,7 +112,9 @@ async def fetch(args: HttpFetchArgs, time_limit: float) -> dict[str, Any]:
     method = args.method
     headers = dict(args.headers)
     url = httpx.URL(args.url)
-    async with httpx.AsyncClient(timeout=time_limit, follow_redirects=False, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        timeout=time_limit, follow_redirects=False, trust_env=False
+    ) as client:
         for _ in range(MAX_REDIRECTS + 1):
             port = url.port or (443 if url.scheme == "https" else 80)
             address = await checked_address(url.host, port)
@@ -125,9 +131,17 @@ async def fetch(args: HttpFetchArgs, time_limit: float) -> dict[str, Any]:
                 if response.is_redirect and location:
                     following = url.join(location)
                     if following.scheme not in ("http", "https"):
-                        raise ToolError("invalid_redirect", f"redirect to {following.scheme!r} refused")
-                    if (following.scheme, following.host, following.port) != (url.scheme, url.host, url.port):
-                        headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+                        raise ToolError(
+                            "invalid_redirect", f"redirect to {following.scheme!r} refused"
+                        )
+                    if (following.scheme, following.host, following.port) != (
+                        url.scheme,
+                        url.host,
+                        url.port,
+                    ):
+                        headers = {
+                            k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS
+                        }
                     if response.status_code == 303 or (
                         response.status_code in (301, 302) and method == "POST"
                     ):
@@ -140,7 +154,9 @@ async def fetch(args: HttpFetchArgs, time_limit: float) -> dict[str, Any]:
             return {
                 "status": response.status_code,
                 "url": str(url),
-                "headers": {name: ", ".join(response.headers.get_list(name)) for name in response.headers},
+                "headers": {
+                    name: ", ".join(response.headers.get_list(name)) for name in response.headers
+                },
                 "body": body.decode(response.encoding or "utf-8", "replace"),
                 "truncated": truncated,
             }
@@ -161,8 +177,12 @@ class HttpFetch(Tool):
         try:
             return await asyncio.wait_for(fetch(args, timeout), timeout)
         except (TimeoutError, httpx.TimeoutException):
-            raise ToolError("timeout", f"no complete answer within {timeout:g} s", retryable=True) from None
+            raise ToolError(
+                "timeout", f"no complete answer within {timeout:g} s", retryable=True
+            ) from None
         except httpx.TransportError as exc:
-            raise ToolError("connection_error", f"{type(exc).__name__}: {exc}", retryable=True) from None
+            raise ToolError(
+                "connection_error", f"{type(exc).__name__}: {exc}", retryable=True
+            ) from None
         except (httpx.InvalidURL, httpx.HTTPError) as exc:
             raise ToolError("http_error", f"{type(exc).__name__}: {exc}") from None

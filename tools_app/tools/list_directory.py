@@ -32,7 +32,9 @@ def iso_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
-def list_entries(workspace: Workspace, root: Path, recursive: bool, hidden: bool) -> list[dict[str, Any]]:
+def list_entries(
+    workspace: Workspace, root: Path, recursive: bool, hidden: bool
+) -> list[dict[str, Any]]:
     """Blocking: the entries under ``root``, sorted by path. Symlinked folders are not followed."""
     entries: list[dict[str, Any]] = []
     base = workspace.relative(root)

@@ -78,7 +78,11 @@ def _request_body(args: LlmChatArgs) -> dict[str, Any]:
 async def _error_for(response: httpx.Response) -> ToolError:
     detail = (await response.aread())[:2000].decode("utf-8", "replace")
     retryable = response.status_code == 429 or response.status_code >= 500
-    return ToolError("llm_error", f"the LLM endpoint answered {response.status_code}: {detail}", retryable=retryable)
+    return ToolError(
+        "llm_error",
+        f"the LLM endpoint answered {response.status_code}: {detail}",
+        retryable=retryable,
+    )
 
 
 @register
@@ -111,9 +115,13 @@ class LlmChat(Tool):
                     return _from_completion(json.loads(await response.aread()))
                 return await self._collect(response, ctx)
         except httpx.TimeoutException:
-            raise ToolError("timeout", f"the LLM endpoint took over {timeout:g} s", retryable=True) from None
+            raise ToolError(
+                "timeout", f"the LLM endpoint took over {timeout:g} s", retryable=True
+            ) from None
         except httpx.TransportError as exc:
-            raise ToolError("connection_error", f"{type(exc).__name__}: {exc}", retryable=True) from None
+            raise ToolError(
+                "connection_error", f"{type(exc).__name__}: {exc}", retryable=True
+            ) from None
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ToolError("llm_protocol_error", f"unexpected answer: {exc}") from None
 

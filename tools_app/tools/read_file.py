@@ -40,7 +40,10 @@ class ReadFile(Tool):
         st = os.stat(path)
         # A read from the page cache is as fast as a Redis hit of the same size, or faster
         # (scripts/measure_cache.py): only answers from this size on are worth caching.
-        answer = min(max(st.st_size - args.offset, 0), args.length if args.length is not None else MAX_READ_BYTES)
+        answer = min(
+            max(st.st_size - args.offset, 0),
+            args.length if args.length is not None else MAX_READ_BYTES,
+        )
         if answer < settings.CLAWSITE_CACHE_READ_FILE_MIN_BYTES:
             return None
         return file_basis(workspace, path, {**args.model_dump(), "path": str(path)}, st)

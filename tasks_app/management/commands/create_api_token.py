@@ -14,7 +14,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
-        parser.add_argument("--staff", action="store_true", help="Make the user staff and superuser.")
+        parser.add_argument(
+            "--staff", action="store_true", help="Make the user staff and superuser."
+        )
         parser.add_argument("--name", default="", help="A label for the token.")
 
     def handle(self, *args: Any, username: str, staff: bool, name: str, **options: Any) -> None:

@@ -17,7 +17,9 @@ from django.utils import timezone
 from tasks_app.models import Task
 
 
-def prune_finished_tasks(older_than: timedelta, batch_size: int = 1000, dry_run: bool = False) -> int:
+def prune_finished_tasks(
+    older_than: timedelta, batch_size: int = 1000, dry_run: bool = False
+) -> int:
     """Delete (or, with ``dry_run``, count) the tasks that finished before now - ``older_than``."""
     cutoff = timezone.now() - older_than
     stale = Task.objects.finished().filter(finished_at__lt=cutoff)
@@ -54,10 +56,14 @@ class Command(BaseCommand):
         if days is None:
             days = settings.CLAWSITE_RESULT_RETENTION_DAYS
             if days <= 0:
-                self.stdout.write("Retention is off (CLAWSITE_RESULT_RETENTION_DAYS=0): nothing pruned.")
+                self.stdout.write(
+                    "Retention is off (CLAWSITE_RESULT_RETENTION_DAYS=0): nothing pruned."
+                )
                 return
         if days < 0:
             raise CommandError("--older-than must be 0 or more days.")
-        count = prune_finished_tasks(timedelta(days=days), options["batch_size"], options["dry_run"])
+        count = prune_finished_tasks(
+            timedelta(days=days), options["batch_size"], options["dry_run"]
+        )
         verb = "Would delete" if options["dry_run"] else "Deleted"
         self.stdout.write(f"{verb} {count} finished task(s) older than {days:g} day(s).")

@@ -49,7 +49,9 @@ class DurableWorker(Worker):
         if self.stopping.is_set():
             logger.warning("second signal: exiting now")
             os._exit(1)
-        logger.info("stopping: finishing running tasks (grace %ss)", settings.CLAWSITE_WORKER_GRACE_SECONDS)
+        logger.info(
+            "stopping: finishing running tasks (grace %ss)", settings.CLAWSITE_WORKER_GRACE_SECONDS
+        )
         self.stopping.set()
 
     async def keep_consumers(self) -> None:
@@ -85,7 +87,9 @@ class DurableWorker(Worker):
             scope = {"type": "channel", "channel": channel}
             await self.get_or_create_application_instance(channel, scope).put(message)
 
-    async def application_exception(self, exception: BaseException, application_details: Any) -> None:
+    async def application_exception(
+        self, exception: BaseException, application_details: Any
+    ) -> None:
         logger.warning("worker consumer stopped: %r; restarting it", exception)
 
 

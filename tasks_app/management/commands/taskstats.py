@@ -30,9 +30,16 @@ class Command(BaseCommand):
         ]
         rows += [(f"cache.{k}", stats["cache"][k]) for k in ("hits", "misses", "hit_ratio", "keys")]
         for tool, numbers in sorted(stats["cache"]["by_tool"].items()):
-            rows.append((f"cache.{tool}", f"{numbers['hits']} hits, {numbers['misses']} misses, {numbers['keys']} keys"))
+            rows.append(
+                (
+                    f"cache.{tool}",
+                    f"{numbers['hits']} hits, {numbers['misses']} misses, {numbers['keys']} keys",
+                )
+            )
         width = max(len(name) for name, _ in rows)
         for name, value in rows:
             self.stdout.write(f"{name.ljust(width)}  {'-' if value is None else value}")
         for worker in stats["workers"]:
-            self.stdout.write(f"worker {worker['id']}  running {worker['running']}  last heartbeat {worker['last_heartbeat']}")
+            self.stdout.write(
+                f"worker {worker['id']}  running {worker['running']}  last heartbeat {worker['last_heartbeat']}"
+            )
