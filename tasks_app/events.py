@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -152,8 +153,33 @@ async def _safe_group_send(group: str, message: dict[str, Any]) -> None:
         return
     try:
         await layer.group_send(group, message)
-    except Exception:  # a hint only: the row is committed, the watcher or worker catches up
-        logger.warning("channel layer send to %s failed", group, exc_info=True)
+    except (
+        Exception
+    ) as error:  # a hint only: the row is committed, the watcher or worker catches up
+        _log_send_failure(group, error)
+
+
+_FAILURE_LOG_SECONDS = 10.0
+_last_failure_log = float("-inf")
+_failures_since_log = 0
+
+
+def _log_send_failure(group: str, error: Exception) -> None:
+    """One warning (with its traceback) per ``_FAILURE_LOG_SECONDS``, counting the rest: during
+    a Redis outage every send fails, and a traceback each would flood the log."""
+    global _last_failure_log, _failures_since_log
+    _failures_since_log += 1
+    now = time.monotonic()
+    if now - _last_failure_log < _FAILURE_LOG_SECONDS:
+        return
+    logger.warning(
+        "channel layer send to %s failed (%d failed sends since the last warning): %r",
+        group,
+        _failures_since_log,
+        error,
+        exc_info=_failures_since_log == 1,
+    )
+    _last_failure_log, _failures_since_log = now, 0
 
 
 async def send_updates(payloads: list[dict[str, Any]]) -> None:

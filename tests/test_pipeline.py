@@ -170,3 +170,19 @@ async def test_requests_and_worker_tasks_open_no_connection_of_their_own(
     # 180 submits, 60 list requests and 180 tasks: at most one connection per database thread
     # (the pool starts its threads as load needs them), none per request or task.
     assert len(opened) <= settings.CLAWSITE_DB_THREADS
+
+
+async def test_failed_sends_are_logged_once_per_interval(monkeypatch: Any, caplog: Any) -> None:
+    """A Redis outage fails every send; the log gets one warning per interval, not one each."""
+    from channels.exceptions import ChannelFull
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ChannelFull()
+
+    monkeypatch.setattr(get_channel_layer(), "group_send", refuse)
+    monkeypatch.setattr(events, "_last_failure_log", float("-inf"))
+    with caplog.at_level("WARNING", logger="tasks_app.events"):
+        for _ in range(50):
+            await events._safe_group_send("tasks.staff", {"type": "task.updates", "tasks": []})
+    warnings = [r for r in caplog.records if r.name == "tasks_app.events"]
+    assert len(warnings) == 1 and "failed" in warnings[0].getMessage()
