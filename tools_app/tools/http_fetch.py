@@ -20,6 +20,7 @@ from django.conf import settings
 from pydantic import Field, field_validator
 
 from ..errors import ToolError
+from ..outbound import retryable_http_failures
 from ..registry import Tool, ToolArgs, ToolContext, register
 
 MAX_REDIRECTS = 5
@@ -175,14 +176,7 @@ class HttpFetch(Tool):
     async def run(self, args: HttpFetchArgs, ctx: ToolContext) -> dict[str, Any]:
         timeout = ctx.limit(args.timeout) or args.timeout
         try:
-            return await asyncio.wait_for(fetch(args, timeout), timeout)
-        except (TimeoutError, httpx.TimeoutException):
-            raise ToolError(
-                "timeout", f"no complete answer within {timeout:g} s", retryable=True
-            ) from None
-        except httpx.TransportError as exc:
-            raise ToolError(
-                "connection_error", f"{type(exc).__name__}: {exc}", retryable=True
-            ) from None
+            with retryable_http_failures(f"no complete answer within {timeout:g} s"):
+                return await asyncio.wait_for(fetch(args, timeout), timeout)
         except (httpx.InvalidURL, httpx.HTTPError) as exc:
             raise ToolError("http_error", f"{type(exc).__name__}: {exc}") from None

@@ -16,6 +16,7 @@ from django.conf import settings
 from pydantic import BaseModel, Field, model_validator
 
 from ..errors import ToolError
+from ..outbound import retryable_http_failures
 from ..registry import Tool, ToolArgs, ToolContext, register
 
 PROGRESS_TAIL_CHARS = 200
@@ -105,23 +106,18 @@ class LlmChat(Tool):
         if settings.CLAWSITE_LLM_API_KEY:
             headers["Authorization"] = f"Bearer {settings.CLAWSITE_LLM_API_KEY}"
         try:
-            async with (
-                httpx.AsyncClient(timeout=timeout, trust_env=False) as client,
-                client.stream("POST", url, json=_request_body(args), headers=headers) as response,
-            ):
-                if response.status_code >= 400:
-                    raise await _error_for(response)
-                if response.headers.get("content-type", "").startswith("application/json"):
-                    return _from_completion(json.loads(await response.aread()))
-                return await self._collect(response, ctx)
-        except httpx.TimeoutException:
-            raise ToolError(
-                "timeout", f"the LLM endpoint took over {timeout:g} s", retryable=True
-            ) from None
-        except httpx.TransportError as exc:
-            raise ToolError(
-                "connection_error", f"{type(exc).__name__}: {exc}", retryable=True
-            ) from None
+            with retryable_http_failures(f"the LLM endpoint took over {timeout:g} s"):
+                async with (
+                    httpx.AsyncClient(timeout=timeout, trust_env=False) as client,
+                    client.stream(
+                        "POST", url, json=_request_body(args), headers=headers
+                    ) as response,
+                ):
+                    if response.status_code >= 400:
+                        raise await _error_for(response)
+                    if response.headers.get("content-type", "").startswith("application/json"):
+                        return _from_completion(json.loads(await response.aread()))
+                    return await self._collect(response, ctx)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ToolError("llm_protocol_error", f"unexpected answer: {exc}") from None
 
