@@ -36,8 +36,10 @@ def test_kill_9_workers_repeatedly_loses_nothing_and_reruns_only_what_ran(tmp_pa
     stack, token = ledger_stack(tmp_path)
     try:
         workers = [stack.start_worker(), stack.start_worker()]
-        keys = [f"k{i}" for i in range(500)]
-        tasks = submit_ledger_tasks(stack, token, keys, args={"seconds": 0.2})
+        # Enough work (~20 s for two workers of 8 slots) that all four kills land mid-run
+        # however fast the machine is: with 0.2 s tasks the run could end after two kills.
+        keys = [f"k{i}" for i in range(800)]
+        tasks = submit_ledger_tasks(stack, token, keys, args={"seconds": 0.4})
         ids = {t["id"]: t["args"]["key"] for t in tasks}
         path, kills = ledger_file(stack), Kills()
 
