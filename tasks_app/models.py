@@ -7,8 +7,9 @@ batched statements of ``tasks_app.store``; both bump ``version`` so watchers can
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
-import uuid
+import time
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +19,18 @@ from django.utils import timezone
 
 
 def new_task_id() -> str:
-    return str(uuid.uuid4())
+    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+
+    Not guessable (the random bits), and new ids land at the end of the primary-key index
+    instead of a random page of it: with uuid4 a durable insert cost ~60% more (bench)."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10)) & _RANDOM_BITS
+    text = f"{value | _VERSION_7:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# The 80 bits after the timestamp, less the version nibble and the variant's two bits.
+_RANDOM_BITS = ((1 << 80) - 1) & ~(0xF << 76) & ~(0b11 << 62)
+_VERSION_7 = 0x7 << 76 | 0b10 << 62
 
 
 class TaskStatus(models.TextChoices):
@@ -84,13 +96,22 @@ class Task(models.Model):
             # claim's ORDER BY so SQLite and PostgreSQL walk the index instead of sorting
             # (tasks_app.store.claim_sql; its query plan is tested).
             models.Index("status", F("priority").desc(), "created_at", name="task_claim_idx"),
-            # The reaper: running tasks by lease expiry.
-            models.Index(fields=["status", "lease_expires_at"], name="task_lease_idx"),
+            # The reaper: running tasks by lease expiry. Partial (only running tasks hold a lease),
+            # like task_status_finished_idx: a new task writes neither (8 -> 6 B-trees per insert).
+            models.Index(
+                fields=["status", "lease_expires_at"],
+                condition=Q(lease_expires_at__isnull=False),
+                name="task_lease_idx",
+            ),
             # List pages, newest first: the owner's, the owner's by status, everyone's (staff).
             models.Index(fields=["owner", "-created_at", "-id"], name="task_owner_recent_idx"),
             models.Index(fields=["owner", "status", "-created_at"], name="task_owner_status_idx"),
             models.Index(fields=["-created_at", "-id"], name="task_recent_idx"),
-            models.Index(fields=["status", "finished_at"], name="task_status_finished_idx"),
+            models.Index(
+                fields=["status", "finished_at"],
+                condition=Q(finished_at__isnull=False),
+                name="task_status_finished_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

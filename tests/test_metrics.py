@@ -68,6 +68,18 @@ def test_submissions_are_counted_by_tool(alice: Any) -> None:
     assert get_metrics()[("clawsite_tasks_submitted_total", (("tool", "read_file"),))] == before + 3
 
 
+def test_counters_reach_redis_on_their_own_without_a_scrape(alice: Any) -> None:
+    """Increments are summed in the process and written by a timer: another process's scrape
+    (which cannot flush this one) sees them within a moment."""
+    client = metrics._redis()
+    key = metrics._key("submitted")
+    before = int(client.hget(key, "ledger_probe") or 0)
+    metrics.record_submitted([Task(tool="ledger_probe")] * 4)
+    metrics.record_submitted([Task(tool="ledger_probe")])
+    wait_for(lambda: int(client.hget(key, "ledger_probe") or 0) == before + 5, timeout=5)
+    assert metrics._pending.amounts == {} and metrics._pending.timer is None
+
+
 def test_finished_counters_and_duration_histogram(alice: Any) -> None:
     def finished(status: str, ms: float | None, tool: str = "hash_file") -> Task:
         return Task(owner=alice, tool=tool, status=status, duration_ms=ms)
@@ -123,9 +135,8 @@ def test_finished_counters_and_duration_histogram(alice: Any) -> None:
 
 def test_redis_down_costs_the_counters_only(alice: Any, settings: Any) -> None:
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    metrics.record_finished(
-        [Task(owner=alice, tool="x", status="succeeded", duration_ms=1)]
-    )  # no raise
+    metrics.record_finished([Task(owner=alice, tool="x", status="succeeded", duration_ms=1)])
+    metrics.flush()  # no raise
     assert metrics._down_until > 0
     Task.objects.create(owner=alice, tool="read_file", args={})
     samples = get_metrics()
