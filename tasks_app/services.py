@@ -5,6 +5,7 @@ Sync functions (ORM and ``store``); async callers run them through ``tasks_app.d
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -46,7 +47,9 @@ def validate_submission(raw: Any, user: Any) -> tuple[TaskSubmission, Tool]:
     return submission, tool
 
 
-def _new_task(owner: Any, submission: TaskSubmission, tool: Tool, now: Any) -> Task:
+def _new_task(owner: Any, submission: TaskSubmission, tool: Tool, now: Any, index: int) -> Task:
+    """The ``index``-th task of a submission: one microsecond after the one before, so the
+    claim's FIFO (``created_at``) keeps the batch's order."""
     task = store.new_task(
         owner_id=owner.pk,
         tool=tool.name,
@@ -56,7 +59,7 @@ def _new_task(owner: Any, submission: TaskSubmission, tool: Tool, now: Any) -> T
         max_attempts=submission.max_attempts,
         run_after=submission.run_after,
         idempotency_key=submission.idempotency_key,
-        created_at=now,
+        created_at=now + timedelta(microseconds=index),
     )
     task.owner = owner  # cached: no query when something reads task.owner
     return task
@@ -101,17 +104,34 @@ def submit_grouped(
 ) -> list[list[tuple[Task, bool]] | Exception]:
     """Several callers' ``submit_tasks`` in one transaction: one commit for all (group commit).
 
-    Each request runs in its own savepoint, so one that fails (an idempotency ``conflict``)
-    changes nothing and leaves the others alone; its exception is its result.
+    Without idempotency keys nothing can conflict, so all the new tasks go in one statement.
+    With keys, each request runs in its own savepoint, so one that fails (an idempotency
+    ``conflict``) changes nothing and leaves the others alone; its exception is its result.
     """
-    results: list[list[tuple[Task, bool]] | Exception] = []
     with write_lock(), transaction.atomic():
+        if not any(s.idempotency_key for _, validated in requests for s, _ in validated):
+            now, order = timezone.now(), itertools.count()
+            results = [
+                [(_new_task(owner, s, tool, now, next(order)), True) for s, tool in validated]
+                for owner, validated in requests
+            ]
+            _insert([task for outcome in results for task, _ in outcome])
+            return results
+        grouped: list[list[tuple[Task, bool]] | Exception] = []
         for owner, validated in requests:
             try:
-                results.append(submit_tasks(owner, validated))
+                grouped.append(submit_tasks(owner, validated))
             except (ApiError, IntegrityError) as error:
-                results.append(error)
-    return results
+                grouped.append(error)
+    return grouped
+
+
+def _insert(new: list[Task]) -> None:
+    """Write new tasks (the caller holds the transaction); after commit, tell the watchers,
+    wake the workers and count them."""
+    store.insert_tasks(new)
+    _after_commit(new, wake=True)
+    transaction.on_commit(lambda: record_submitted(new))
 
 
 def _submit(
@@ -147,16 +167,13 @@ def _submit(
                     )
                 outcome.append((previous, False))
                 continue
-            # One microsecond apart, so the claim's FIFO (created_at) keeps the batch's order.
-            task = _new_task(owner, submission, tool, now + timedelta(microseconds=index))
+            task = _new_task(owner, submission, tool, now, index)
             if submission.idempotency_key:
                 existing[submission.idempotency_key] = task
             new.append(task)
             outcome.append((task, True))
         if new:
-            store.insert_tasks(new)
-            _after_commit(new, wake=True)
-            transaction.on_commit(lambda: record_submitted(new))
+            _insert(new)
     return outcome
 
 

@@ -67,6 +67,24 @@ def test_submit_grouped_isolates_a_conflicting_request(alice: Any, bob: Any) -> 
     assert Task.objects.count() == 3  # the first one, plus bob's and alice's second
 
 
+def test_submit_grouped_without_keys_writes_every_request_in_order(alice: Any, bob: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        results = services.submit_grouped(
+            [(alice, [validated(alice), validated(alice)]), (bob, [validated(bob)])]
+        )
+    inserts = [q for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
+    assert len(inserts) == 1 and not any("SAVEPOINT" in q["sql"] for q in queries)
+    [alices, bobs] = results
+    rows = {t.id: t for t in Task.objects.all()}
+    assert [rows[t.id].owner_id for t, _ in alices] == [alice.id, alice.id]
+    assert [rows[t.id].owner_id for t, _ in bobs] == [bob.id]
+    created = [rows[t.id].created_at for result in results for t, _ in result]
+    assert created == sorted(set(created))  # distinct, in the order of arrival
+
+
 def test_fetch_task_is_scoped_to_the_owner_and_decodes_like_the_orm(alice: Any, bob: Any) -> None:
     [(task, _)] = services.submit_tasks(alice, [validated(alice, args={"path": "."})])
     assert store.fetch_task(task.id, bob.pk) is None
