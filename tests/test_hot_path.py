@@ -110,6 +110,10 @@ def test_new_task_has_the_model_defaults(alice: Any) -> None:
             assert getattr(fast, field.attname) == getattr(slow, field.attname), field.attname
     assert fast.id != store.new_task(owner_id=alice.pk, tool="t").id
     assert fast._state.adding and fast.args == {} and fast.args is not store.new_task(tool="t").args
+    assert fast.__dict__.keys() == slow.__dict__.keys()
+    assert fast.owner == alice  # the relation loads like any model's
+    fast.save()  # and the ORM takes it as a new row
+    assert Task.objects.get(pk=fast.pk).tool == "t"
 
 
 def test_write_lock_lets_one_holder_in_at_a_time() -> None:
