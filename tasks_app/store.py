@@ -42,7 +42,6 @@ _PLAIN_TYPES = frozenset(
         "ForeignKey",
     }
 )
-_FIELD_BY_NAME = {f.name: f for f in _FIELDS}
 _ATTNAMES = [f.attname for f in _FIELDS]
 
 
@@ -53,21 +52,29 @@ _NEW_DEFAULTS = [
 ]
 
 
-def new_task(**values: Any) -> Task:
-    """A new, unsaved Task from column values (``owner_id``, not ``owner``), the rest defaults.
-
-    Built as ``Model.from_db`` would be, minus ``__init__``'s per-field descriptor work (a
-    fifth of a batch submit's time, bench profile): Task has no ``pre_init``/``post_init``
-    receivers, and the result is tested equal to ``Task(**values)``."""
+def _instance(values: dict[str, Any], db: str | None = None) -> Task:
+    """A Task with these column values, built as ``Model.from_db`` would be minus
+    ``Model.__init__``'s per-field descriptor work (a fifth of a batch submit's time and of a
+    claim's decoding, bench profiles). Task has no ``pre_init``/``post_init`` receivers; the
+    results are tested equal to the ORM's (tests/test_hot_path.py)."""
     task = Task.__new__(Task)
-    fields = task.__dict__
-    for name, factory, constant in _NEW_DEFAULTS:
-        if name in values:
-            fields[name] = values[name]
-        else:
-            fields[name] = factory() if factory is not None else constant
+    task.__dict__.update(values)
     task._state = ModelState()
+    if db is not None:  # loaded from the database, not a new row
+        task._state.adding, task._state.db = False, db
     return task
+
+
+def new_task(**values: Any) -> Task:
+    """A new, unsaved Task from column values (``owner_id``, not ``owner``), the rest defaults."""
+    return _instance(
+        {
+            name: values[name]
+            if name in values
+            else (factory() if factory is not None else constant)
+            for name, factory, constant in _NEW_DEFAULTS
+        }
+    )
 
 
 def _db() -> Any:
@@ -103,12 +110,16 @@ def _decode(rows: Iterable[Sequence[Any]]) -> list[Task]:
             for converter in converters:
                 value = converter(value, column, db)
             values[index] = value
-        tasks.append(Task.from_db(DEFAULT_DB_ALIAS, _ATTNAMES, values))
+        tasks.append(_instance(dict(zip(_ATTNAMES, values, strict=True)), DEFAULT_DB_ALIAS))
     return tasks
 
 
-def _adapt(field_name: str, value: Any) -> Any:
-    return _FIELD_BY_NAME[field_name].get_db_prep_save(value, _db())
+_PREPARE = {f.name: f.get_db_prep_save for f in _FIELDS}
+
+
+def _adapt(field_name: str, value: Any, db: Any) -> Any:
+    """``value`` as the field's column takes it on ``db`` (NULL stays NULL for every field)."""
+    return None if value is None else _PREPARE[field_name](value, db)
 
 
 # The columns whose values need the field's own adaptation (datetimes, JSON), by position.
@@ -191,13 +202,14 @@ def claim_runnable_tasks(worker_id: str, limit: int, now: datetime, lease: timed
     """
     if limit <= 0:
         return []
+    db = _db()
     params = [
         TaskStatus.RUNNING,
         worker_id,
-        _adapt("started_at", now),
-        _adapt("lease_expires_at", now + lease),
-        _adapt("cache_hit", False),
-        _adapt("run_after", now),
+        _adapt("started_at", now, db),
+        _adapt("lease_expires_at", now + lease, db),
+        _adapt("cache_hit", False, db),
+        _adapt("run_after", now, db),
         limit,
     ]
     with connection.cursor() as cursor:
@@ -274,7 +286,7 @@ def complete_tasks(worker_id: str, completions: Sequence[Completion]) -> list[Ta
     """
     if not completions:
         return []
-    params, written = [], []
+    db, params, written = _db(), [], []
     for completion in completions:
         attempt = completion.task.attempts
         task = completion.apply()
@@ -282,13 +294,13 @@ def complete_tasks(worker_id: str, completions: Sequence[Completion]) -> list[Ta
         params.append(
             [
                 task.status,
-                _adapt("result", task.result),
-                _adapt("error", task.error),
-                _adapt("cache_hit", task.cache_hit),
-                _adapt("finished_at", task.finished_at),
+                _adapt("result", task.result, db),
+                _adapt("error", task.error, db),
+                _adapt("cache_hit", task.cache_hit, db),
+                _adapt("finished_at", task.finished_at, db),
                 task.duration_ms,
-                _adapt("run_after", task.run_after),
-                _adapt("attempt_log", task.attempt_log),
+                _adapt("run_after", task.run_after, db),
+                _adapt("attempt_log", task.attempt_log, db),
                 task.max_attempts,
                 task.version,
                 task.id,
@@ -334,8 +346,16 @@ def record_progress(worker_id: str, tasks: Sequence[Task]) -> None:
     """Write the in-memory ``progress`` and ``version`` of running tasks, fenced like completions."""
     if not tasks:
         return
+    db = _db()
     params = [
-        [_adapt("progress", t.progress), t.version, t.id, worker_id, t.attempts, TaskStatus.RUNNING]
+        [
+            _adapt("progress", t.progress, db),
+            t.version,
+            t.id,
+            worker_id,
+            t.attempts,
+            TaskStatus.RUNNING,
+        ]
         for t in tasks
     ]
     with connection.cursor() as cursor:
