@@ -1,5 +1,5 @@
-"""ClawSite's URLs plus the bare JSON view: the same daphne, the same middleware, no auth, no
-database; it parses the body it gets (as the submit views do) and answers a small JSON object."""
+"""ClawSite's URLs plus the bare JSON view: the same daphne, no auth, no database; it parses the
+body it gets (as the submit views do) and answers a small JSON object."""
 
 import json
 
@@ -19,4 +19,10 @@ async def bare_json(request: HttpRequest) -> JsonResponse:
     )
 
 
-urlpatterns = [path("bench/json", bare_json), *clawsite_urlpatterns]
+# Twice: /api/ paths go through the API's lean handler (clawsite.handlers), the rest through the
+# site's full middleware stack.
+urlpatterns = [
+    path("api/bench/json", bare_json),
+    path("bench/json", bare_json),
+    *clawsite_urlpatterns,
+]

@@ -18,6 +18,16 @@ API_MIDDLEWARE = ["tasks_app.api.errors.ApiErrorMiddleware"]
 
 
 class ApiASGIHandler(ASGIHandler):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Without Django's per-request ThreadSensitiveContext: it gives each request a thread of
+        # its own for thread-sensitive sync code, started and joined per request (a tenth of an
+        # API call's time under load, daphne profile). API views run their database work on the
+        # process's database threads (tasks_app.db); what is left thread-sensitive (Django's
+        # request signals, response.close) runs in asgiref's one shared sync thread.
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
     def load_middleware(self, is_async: bool = False) -> None:
         # Django builds the chain from settings.MIDDLEWARE; swap it in for this one build, at
         # start-up, before any request runs.

@@ -49,7 +49,9 @@ class TaskAdmin(admin.ModelAdmin):
         "duration_ms",
     )
     list_filter = ("status", "tool", ("owner", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("^id", "args")
+    # Any part of the id, not only its start: ids begin with their creation time (UUIDv7), so
+    # the tasks of the same minute share a prefix, and the random tail is what tells them apart.
+    search_fields = ("id", "args")
     list_select_related = ("owner",)
     # Every field is read-only: a task changes through the actions below (the services, which
     # save and then tell the watchers and the workers), never through a raw save of this form.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth import get_user
+from django.contrib.auth import get_user, get_user_model
+from django.db import connection
 from django.utils import timezone
 
 from tools_app.workspace import SAFE_USERNAME
@@ -13,6 +15,7 @@ from tools_app.workspace import SAFE_USERNAME
 from .models import ApiToken, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_LAST_USED = ApiToken._meta.get_field("last_used_at")
 
 
 def is_safe_username(username: str) -> bool:
@@ -30,16 +33,36 @@ def bearer_token(headers: Any) -> str | None:
 
 
 def user_for_token(raw: str) -> Any | None:
-    """The active user a raw token belongs to, or None. Sync: runs one indexed query."""
+    """The active user a raw token belongs to, or None. Sync: one primary-key-like query.
+
+    Raw SQL: every API request runs it, and compiling the equivalent ORM query (a join, two
+    filters) was a third of a submit's time in daphne (profile)."""
     if not raw:
         return None
-    token = ApiToken.objects.active().select_related("user").filter(digest=hash_token(raw)).first()
-    if token is None:
-        return None
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    stale_before = _LAST_USED.get_db_prep_value(now - LAST_USED_RESOLUTION, connection)
+    users = list(get_user_model().objects.raw(_token_sql(), [stale_before, hash_token(raw)]))
+    if not users:
+        return None
+    user = users[0]
+    if user.token_stale:
+        ApiToken.objects.filter(pk=user.token_id).update(last_used_at=now)
+    return user
+
+
+@functools.cache
+def _token_sql() -> str:
+    """The user of an unrevoked token by its digest, if active; and whether the token's
+    ``last_used_at`` is older than ``LAST_USED_RESOLUTION`` (then it is refreshed)."""
+    quote = connection.ops.quote_name
+    users, tokens = get_user_model()._meta.db_table, ApiToken._meta.db_table
+    return (
+        f"SELECT u.*, t.{quote('id')} AS token_id, "
+        f"(t.{quote('last_used_at')} IS NULL OR t.{quote('last_used_at')} < %s) AS token_stale "
+        f"FROM {quote(tokens)} t JOIN {quote(users)} u ON u.{quote('id')} = t.{quote('user_id')} "
+        f"WHERE t.{quote('digest')} = %s AND t.{quote('revoked_at')} IS NULL "
+        f"AND u.{quote('is_active')}"
+    )
 
 
 def user_for_session(request: Any) -> Any | None:

@@ -59,6 +59,29 @@ def test_tokens_are_stored_as_sha256_digests(alice: Any) -> None:
     assert not ApiToken.objects.active().filter(pk=token.pk).exists()
 
 
+def test_token_lookup_finds_active_users_only_and_refreshes_last_used(alice: Any, bob: Any) -> None:
+    from tasks_app.auth import LAST_USED_RESOLUTION, user_for_token
+
+    token, raw = ApiToken.issue(alice)
+    _, bobs = ApiToken.issue(bob)
+    user = user_for_token(raw)
+    assert user == alice and user.username == alice.username and user_for_token(bobs) == bob
+    token.refresh_from_db()
+    first_use = token.last_used_at
+    assert first_use is not None
+    user_for_token(raw)  # within the resolution: not written again
+    token.refresh_from_db()
+    assert token.last_used_at == first_use
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first_use - 2 * LAST_USED_RESOLUTION)
+    user_for_token(raw)
+    token.refresh_from_db()
+    assert token.last_used_at > first_use
+    assert user_for_token(raw + "x") is None and user_for_token("") is None
+    alice.is_active = False
+    alice.save()
+    assert user_for_token(raw) is None and user_for_token(bobs) == bob
+
+
 def test_the_claim_walks_its_index_and_looks_rows_up_by_key() -> None:
     """No temporary B-tree sorts the queue, and no status index scan of every queued row."""
     if connection.vendor != "sqlite":

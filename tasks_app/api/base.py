@@ -50,7 +50,8 @@ def _authenticate_sync(request: HttpRequest) -> Any:
 
 
 def _users_for_tokens(raws: list[str]) -> list[Any]:
-    return [user_for_token(raw) for raw in raws]
+    users = {raw: user_for_token(raw) for raw in set(raws)}  # an agent's calls share its token
+    return [users[raw] for raw in raws]
 
 
 # Bearer lookups of requests arriving together share one database-thread round trip.
