@@ -11,7 +11,7 @@ import json
 import operator
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -236,6 +236,34 @@ class Completion:
     run_after: datetime | None = None
     # Set when the attempt must not count against the budget (requeued at a worker's shutdown).
     max_attempts: int | None = None
+    # The fenced UPDATE's parameters, once prepared (then the task reads as written).
+    params: list[Any] | None = field(default=None, repr=False)
+
+    def prepare(self, worker_id: str) -> None:
+        """Apply this completion to its task and build its row's parameters, once: a write
+        that must be retried (the database was away) reuses them rather than logging the
+        attempt twice."""
+        if self.params is not None:
+            return
+        db = _db()
+        attempt = self.task.attempts
+        task = self.apply()
+        self.params = [
+            task.status,
+            _adapt("result", task.result, db),
+            _adapt("error", task.error, db),
+            _adapt("cache_hit", task.cache_hit, db),
+            _adapt("finished_at", task.finished_at, db),
+            task.duration_ms,
+            _adapt("run_after", task.run_after, db),
+            _adapt("attempt_log", task.attempt_log, db),
+            task.max_attempts,
+            task.version,
+            task.id,
+            worker_id,
+            attempt,
+            TaskStatus.RUNNING,
+        ]
 
     def apply(self) -> Task:
         """The task as it reads once this completion is written."""
@@ -286,29 +314,10 @@ def complete_tasks(worker_id: str, completions: Sequence[Completion]) -> list[Ta
     """
     if not completions:
         return []
-    db, params, written = _db(), [], []
     for completion in completions:
-        attempt = completion.task.attempts
-        task = completion.apply()
-        written.append(task)
-        params.append(
-            [
-                task.status,
-                _adapt("result", task.result, db),
-                _adapt("error", task.error, db),
-                _adapt("cache_hit", task.cache_hit, db),
-                _adapt("finished_at", task.finished_at, db),
-                task.duration_ms,
-                _adapt("run_after", task.run_after, db),
-                _adapt("attempt_log", task.attempt_log, db),
-                task.max_attempts,
-                task.version,
-                task.id,
-                worker_id,
-                attempt,
-                TaskStatus.RUNNING,
-            ]
-        )
+        completion.prepare(worker_id)
+    params = [completion.params for completion in completions]
+    written = [completion.task for completion in completions]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(_COMPLETE_SQL, params)
         if cursor.rowcount == len(params):

@@ -160,6 +160,19 @@ def test_a_batch_with_one_fenced_row_writes_and_reports_the_others(alice: Any) -
     assert Task.objects.get(pk=claimed[1].id).status == TaskStatus.RUNNING
 
 
+def test_a_completion_written_again_after_a_failure_is_logged_once(alice: Any) -> None:
+    make_tasks(alice, [{}])
+    [task] = claim("w1", 1)
+    done = Completion(task=task, status=TaskStatus.SUCCEEDED, result={"ok": 1})
+    with pytest.raises(RuntimeError), transaction.atomic():  # the database went away mid-write
+        store.complete_tasks("w1", [done])
+        raise RuntimeError
+    [written] = complete("w1", [done])  # the worker's next round trip writes it again
+    row = Task.objects.get(pk=task.pk)
+    assert row.status == TaskStatus.SUCCEEDED and row.version == written.version == task.version
+    assert len(row.attempt_log) == 1 and row.version == 3  # queued 1, claimed 2, finished 3
+
+
 def test_reaper_requeues_while_attempts_remain_then_fails_as_lost(alice: Any) -> None:
     (task,) = make_tasks(alice, [{"max_attempts": 2}])
     for attempt in (1, 2):
