@@ -88,25 +88,53 @@ _decode_plans: weakref.WeakKeyDictionary[Any, list[tuple[int, Any, list[Any]]]] 
 )
 
 
-def _decode(rows: Iterable[Sequence[Any]]) -> list[Task]:
-    """Rows (all columns, in field order) as Task instances, through the converters the ORM
-    itself would apply; columns without converters are taken as they are."""
-    db = _db()
+def _decode_plan(db: Any) -> list[tuple[int, Any, list[Any]]]:
+    """Per column with converters: its index, expression and converters, as the ORM has them
+    (once per connection: building it cost more than a one-row read)."""
     plan = _decode_plans.get(db)
-    if plan is None:  # once per connection: building it cost more than a one-row read
+    if plan is None:
         plan = _decode_plans[db] = [
-            (index, column, converters)
+            (index, column, [_faster(converter, db) for converter in converters])
             for index, field in enumerate(_FIELDS)
             if (
                 converters := db.ops.get_db_converters(column := field.get_col(_TABLE))
                 + field.get_db_converters(db)
             )
         ]
+    return plan
+
+
+def _faster(converter: Any, db: Any) -> Any:
+    """SQLite's datetime converter, done in C: the text it stores (UTC, naive, ISO 8601) parsed
+    by ``datetime.fromisoformat`` instead of Django's regular expression (a fifth of a claim's
+    decoding), made aware in the connection's zone as Django does."""
+    if db.vendor != "sqlite" or converter != db.ops.convert_datetimefield_value:
+        return converter
+    zone = db.timezone
+
+    def convert(value: Any, expression: Any, connection: Any) -> Any:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if zone is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        return value
+
+    return convert
+
+
+def _decode(rows: Iterable[Sequence[Any]]) -> list[Task]:
+    """Rows (all columns, in field order) as Task instances, through the converters the ORM
+    itself would apply; columns without converters are taken as they are, and NULL stays NULL
+    (every converter of these fields returns None for None)."""
+    db = _db()
+    plan = _decode_plan(db)
     tasks = []
     for row in rows:
         values = list(row)
         for index, column, converters in plan:
             value = values[index]
+            if value is None:
+                continue
             for converter in converters:
                 value = converter(value, column, db)
             values[index] = value
