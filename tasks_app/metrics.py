@@ -90,16 +90,34 @@ class _Pending:
         self.lock = threading.Lock()
         self.amounts: dict[str, dict[str, float]] = {}
         self.timer: threading.Timer | None = None
+        self.closed = False
+        self.started: list[threading.Timer] = []
 
     def add(self, name: str, amounts: dict[str, float]) -> None:
         with self.lock:
             fields = self.amounts.setdefault(name, {})
             for field, amount in amounts.items():
                 fields[field] = fields.get(field, 0) + amount
-            if self.timer is None:
+            if self.timer is not None:
+                return
+            if not self.closed:
                 self.timer = threading.Timer(FLUSH_SECONDS, self.flush)
                 self.timer.daemon = True
                 self.timer.start()
+                self.started = [t for t in self.started if t.is_alive()] + [self.timer]
+                return
+        self.flush()  # the process is exiting: no thread to leave behind
+
+    def close(self) -> None:
+        """At exit: wait for a flush under way, then write the rest. A daemon thread frozen by
+        the interpreter's exit while holding the Redis pool's lock would hang the exit."""
+        with self.lock:
+            self.closed = True
+            started = self.started
+        for timer in started:  # due, or flushing right now
+            timer.cancel()
+            timer.join(timeout=5)
+        self.flush()
 
     def flush(self) -> None:
         global _down_until
@@ -126,7 +144,7 @@ class _Pending:
 
 _pending = _Pending()
 flush = _pending.flush
-atexit.register(flush)
+atexit.register(_pending.close)
 
 
 def record_submitted(tasks: Iterable[Any]) -> None:

@@ -162,3 +162,35 @@ async def test_events_from_another_thread_arrive_once_at_their_newest_version(
     versions = [p["version"] for batch in sent for p in batch if p["id"] == task.id]
     assert versions[-1] == 8 and 7 not in versions
     assert woken and set(woken) == {"task.wakeup"}
+
+
+async def test_the_checkpointer_copies_the_log_into_the_database_file(alice: Any) -> None:
+    """Commits never wait for a checkpoint: a thread of the process runs them. Its effect: a
+    committed row reaches the database file itself (read here ignoring the log) within moments."""
+    import sqlite3
+    import time
+
+    from django.db import connection
+
+    from tasks_app.db import _Checkpointer
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write-ahead log only")
+    await run_in_db_thread(lambda: None)  # the process's database threads start it
+    assert _Checkpointer._running is not None and _Checkpointer._running.is_alive()
+    [(task, _)] = await run_in_db_thread(services.submit_tasks, alice, [validated(alice)])
+    path = connection.settings_dict["NAME"]
+
+    def in_database_file() -> bool:
+        with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as database:
+            try:
+                found = database.execute("SELECT 1 FROM tasks_app_task WHERE id = ?", [task.id])
+            except sqlite3.OperationalError:  # not even the table is out of the log yet
+                return False
+            return found.fetchone() is not None
+
+    deadline = time.monotonic() + 10
+    while not in_database_file():
+        assert time.monotonic() < deadline, "the row never left the write-ahead log"
+        await asyncio.sleep(0.1)
+
