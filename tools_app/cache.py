@@ -10,7 +10,7 @@ Statistics live in Redis too, so every process (web, workers) counts into the sa
 per tool a hash of counters (hits, misses, stores, bytes), a sorted set indexing the live keys
 by expiry (its size is the key count; no KEYS, no SCAN for stats) and a hash of their sizes.
 An entry holds the pickled answer; a lookup (read and count) and a store (write and account)
-are each one Lua script, so one round trip. Invalidation finds keys with SCAN.
+are each one transaction, so one round trip. Invalidation finds keys with SCAN.
 
 Every function here is blocking (Redis round trips, stat): async code runs them with ``offload``.
 """
@@ -39,21 +39,20 @@ ENTRY = "toolcache"
 SCAN_BATCH = 500
 
 # Keep the size index and the byte count right whoever stores, expires or deletes: each script
-# runs atomically in Redis. KEYS: the tool's index (zset), sizes (hash), counters (hash), then
-# (lookup, store) the entry.
-_LOOKUP = """
-local value = redis.call('GET', KEYS[4])
-redis.call('HINCRBY', KEYS[3], value and 'hits' or 'misses', 1)
-return value
-"""
+# runs atomically in Redis. KEYS: the tool's index (zset), sizes (hash), counters (hash).
 _STORE = """
-redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
-local size = string.len(ARGV[1])
-local old = tonumber(redis.call('HGET', KEYS[2], KEYS[4]) or '0')
-redis.call('HSET', KEYS[2], KEYS[4], size)
-redis.call('ZADD', KEYS[1], ARGV[3], KEYS[4])
-redis.call('HINCRBY', KEYS[3], 'bytes', size - old)
+local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'bytes', tonumber(ARGV[2]) - old)
 redis.call('HINCRBY', KEYS[3], 'stores', 1)
+return 1
+"""
+# Count a lookup as a hit or a miss. KEYS: the counters (hash), the entry. Run in the lookup's
+# transaction, after its GET; the answer itself never passes through Lua (a script's copies of
+# a large value tripled a plain GET's time).
+_COUNT = """
+redis.call('HINCRBY', KEYS[1], redis.call('EXISTS', KEYS[2]) == 1 and 'hits' or 'misses', 1)
 return 1
 """
 _FORGET = """
@@ -157,7 +156,11 @@ def lookup(tool: Tool, args: ToolArgs, workspace: Workspace) -> Lookup:
         return Lookup()
     key = entry_key(tool, basis)
     try:
-        raw = _redis().eval(_LOOKUP, 4, *_bookkeeping_keys(tool.name), _cache().make_key(key))
+        entry = _cache().make_key(key)
+        pipe = _redis().pipeline(transaction=True)  # one round trip: read and count
+        pipe.get(entry)
+        pipe.eval(_COUNT, 2, _bookkeeping_keys(tool.name)[2], entry)
+        raw = pipe.execute()[0]
     except RedisError:
         # The cache is an accelerator: without Redis the tool still answers, uncached.
         logger.warning("tool cache unavailable; running %s uncached", tool.name, exc_info=True)
@@ -172,15 +175,11 @@ def store(tool: Tool, key: str, result: dict[str, Any]) -> None:
     ttl = ttl_for(tool.name)
     raw = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        _redis().eval(
-            _STORE,
-            4,
-            *_bookkeeping_keys(tool.name),
-            _cache().make_key(key),
-            raw,
-            ttl,
-            time.time() + ttl,
-        )
+        entry = _cache().make_key(key)
+        pipe = _redis().pipeline(transaction=True)  # one round trip: write and account
+        pipe.set(entry, raw, ex=ttl)
+        pipe.eval(_STORE, 3, *_bookkeeping_keys(tool.name), entry, len(raw), time.time() + ttl)
+        pipe.execute()
     except RedisError:
         logger.warning("tool cache unavailable; %s answer not stored", tool.name, exc_info=True)
 
