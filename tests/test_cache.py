@@ -15,6 +15,8 @@ from django.conf import settings as django_settings
 
 from tools_app import cache
 from tools_app.cache import get_cache_stats, invalidate
+from tools_app.fingerprint import tree_basis
+from tools_app.workspace import Workspace
 
 from .stack import ROOT
 from .test_tools_support import ALICE, fails, prepare_workspace, run, settle, workspace_of
@@ -117,6 +119,31 @@ async def test_listing_and_search_see_changes_deep_in_the_tree(ws: Path) -> None
     assert listing.cache_hit is False and "a/b/new.txt" in [
         e["path"] for e in listing.result["entries"]
     ]
+
+
+def test_the_tree_state_tells_every_change_apart(ws: Path) -> None:
+    """The digest of a folder's tree, changed by each kind of change that needs no clock: mode,
+    a rename deep inside, a move between folders (same names, other folder), a removal."""
+    (ws / "t/a").mkdir(parents=True)
+    (ws / "t/b").mkdir()
+    for name in ("t/a/x.txt", "t/a/y.txt", "t/b/z.txt"):
+        (ws / name).write_text(name)
+    workspace = Workspace(ws)
+
+    def state() -> str:
+        return tree_basis(workspace, ws / "t", {}, recursive=True, include_hidden=False).state
+
+    seen = [state()]
+    assert state() == seen[0]  # stable while nothing changes
+    os.chmod(ws / "t/a/x.txt", 0o600)
+    seen.append(state())
+    os.rename(ws / "t/a/y.txt", ws / "t/a/w.txt")
+    seen.append(state())
+    os.rename(ws / "t/a/w.txt", ws / "t/b/w.txt")
+    seen.append(state())
+    os.remove(ws / "t/b/z.txt")
+    seen.append(state())
+    assert len(set(seen)) == len(seen)
 
 
 async def test_a_freshly_changed_file_is_not_cached(ws: Path, settings: Any) -> None:

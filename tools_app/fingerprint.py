@@ -1,22 +1,30 @@
 """What a cacheable answer depends on, found without running the tool.
 
-A cached answer is keyed by the state of every file and folder it depends on: size, mtime_ns,
-ctime_ns, inode, device and mode. A write (through ClawSite or behind its back) changes at least
-ctime, and a folder's mtime changes when an entry is added, removed or renamed, so a changed
-input gives a different key and the old answer is never served. Timestamps are coarse (a tick of
-a few ms), so ``newest_ns`` lets the cache refuse answers that depend on something changed too
-recently for its timestamp to be trusted (as git does with "racily clean" files).
+A cached answer is keyed by the state of every file and folder it depends on: each one's path and
+the size, mtime_ns, ctime_ns, inode, device and mode of its lstat (``state_of``). A write (through
+ClawSite or behind its back) changes at least ctime, and a folder's mtime changes when an entry
+is added, removed or renamed, so a changed input gives a different key and the old answer is
+never served. Timestamps are coarse (a tick of a few ms), so ``newest_ns`` lets the cache refuse
+answers that depend on something changed too recently for its timestamp to be trusted (as git
+does with "racily clean" files).
 
-Blocking (stat, scandir): run through ``offload``.
+Every entry is stat'ed on every lookup, hits included: a rewrite shows only in the file's own
+ctime, and nothing cheaper tells of another process's write. So a hit costs a walk of the tree,
+and the walk and the digest keep Python's work per entry to the lstat and little else.
+
+Blocking (stat, listdir): run through ``offload``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any
 
 from .workspace import Workspace
@@ -35,56 +43,122 @@ class CacheBasis:
     newest_ns: int
 
 
-class StateDigest:
-    """A running digest of stat results, and the newest timestamp among them."""
+# size, mtime_ns, ctime_ns, inode, device, mode, packed at a fixed width: no separators needed,
+# and no int-to-text conversion of nanosecond timestamps (f-strings per entry cost more than
+# the hashing).
+# Timestamps are taken modulo 2**64 so that any date fits: two states collide only if every
+# timestamp differs by a multiple of 584 years and all else is equal, while any change to a
+# file sets its ctime to the current time.
+_STAT_FIELDS = struct.Struct("<qQQQQq")
+_U64 = 2**64 - 1
+_mtime_ns = attrgetter("st_mtime_ns")
+_ctime_ns = attrgetter("st_ctime_ns")
 
-    def __init__(self) -> None:
-        self._hash = hashlib.blake2b(digest_size=20)
-        self.newest_ns = 0
-        self.count = 0
 
-    def add(self, name: str, st: os.stat_result) -> None:
-        self._hash.update(
-            f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0"
-            f"{st.st_dev}\0{st.st_mode}\n".encode("utf-8", "surrogateescape")
+def _packed(stats: list[os.stat_result]) -> list[bytes]:
+    return [
+        _STAT_FIELDS.pack(
+            st.st_size,
+            st.st_mtime_ns & _U64,
+            st.st_ctime_ns & _U64,
+            st.st_ino,
+            st.st_dev,
+            st.st_mode,
         )
-        self.newest_ns = max(self.newest_ns, st.st_mtime_ns, st.st_ctime_ns)
-        self.count += 1
+        for st in stats
+    ]
 
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+
+def state_of(
+    top: os.stat_result, folders: Iterable[tuple[str, list[str], list[os.stat_result]]]
+) -> tuple[str, int]:
+    """The digest of a file or folder (``top``) and of the folders under it, as
+    ``walk_folders`` yields them, and the newest timestamp among them all.
+
+    Two streams, hashed in one go (per-entry hash updates cost more than the hashing): the packed
+    fields of ``top``, then per folder its entry count and its entries' fields; and per folder
+    its path, then its entries' names, all joined by NUL (which no path or name contains). The
+    counts say which names belong to which folder, so any change to a name, to a folder's
+    entries or to a field gives a different digest.
+    """
+    fields = _packed([top])
+    names = []
+    newest_ns = max(top.st_mtime_ns, top.st_ctime_ns)
+    for folder, folder_names, stats in folders:
+        fields.append(len(stats).to_bytes(8, "little"))
+        fields += _packed(stats)
+        names.append(folder)
+        names += folder_names
+        if stats:
+            newest_ns = max(newest_ns, max(map(_mtime_ns, stats)), max(map(_ctime_ns, stats)))
+    packed = b"".join(fields)
+    digest = hashlib.blake2b(len(packed).to_bytes(8, "little"), digest_size=20)
+    digest.update(packed)
+    digest.update("\0".join(names).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest(), newest_ns
+
+
+def walk_folders(
+    root: Path, recursive: bool, include_hidden: bool
+) -> Iterator[tuple[str, list[str], list[os.stat_result]]]:
+    """Each folder under ``root`` (``root`` first) as its path, its entries' names and their
+    lstats. Symlinked folders are not followed (their targets may lie outside the workspace);
+    entries vanishing meanwhile are skipped. The one walk that listings, searches and their
+    fingerprints share: each folder is opened once and its entries stat'ed by bare name through
+    the descriptor (``fstatat``: no path lookup, no DirEntry, no Path)."""
+    top = str(root)
+    pending = [top]
+    while pending:
+        folder = pending.pop()
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            if folder == top:
+                raise
+            continue
+        try:
+            names, stats = _list_folder(fd, include_hidden)
+        finally:
+            os.close(fd)
+        yield folder, names, stats
+        if recursive:
+            pending += [
+                f"{folder}/{name}"
+                for name, st in zip(names, stats, strict=True)
+                if S_ISDIR(st.st_mode)
+            ]
+
+
+def _list_folder(fd: int, include_hidden: bool) -> tuple[list[str], list[os.stat_result]]:
+    """The names in the open folder ``fd`` and their lstats, in one comprehension (the common
+    case); entry by entry only if one vanished meanwhile."""
+    names = os.listdir(fd)
+    if not include_hidden:
+        names = [name for name in names if not name.startswith(".")]
+    try:
+        return names, [os.lstat(name, dir_fd=fd) for name in names]
+    except FileNotFoundError:
+        found = []
+        for name in names:
+            try:
+                found.append((name, os.lstat(name, dir_fd=fd)))
+            except FileNotFoundError:
+                continue
+        return [name for name, _ in found], [st for _, st in found]
 
 
 def walk_tree(
     root: Path, recursive: bool, include_hidden: bool
-) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
-    """Every entry under ``root`` with its lstat, folders first; symlinked folders are not
-    followed (their targets may lie outside the workspace). Entries vanishing meanwhile are
-    skipped. The one walk that listings, searches and their fingerprints share."""
-    pending = [root]
-    while pending:
-        folder = pending.pop()
-        try:
-            scan = os.scandir(folder)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            if folder == root:
-                raise
-            continue
-        with scan:
-            for entry in scan:
-                if not include_hidden and entry.name.startswith("."):
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                yield entry, st
-                if recursive and entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
+) -> Iterator[tuple[str, os.stat_result]]:
+    """The path of every entry under ``root`` with its lstat, folders before their entries:
+    ``walk_folders`` entry by entry."""
+    for folder, names, stats in walk_folders(root, recursive, include_hidden):
+        for name, st in zip(names, stats, strict=True):
+            yield f"{folder}/{name}", st
 
 
 def relative_name(root: Path, entry_path: str) -> str:
-    """The name of an entry that ``walk_tree(root)`` yielded, relative to ``root``. Plain string
+    """The path of an entry that ``walk_tree(root)`` yielded, relative to ``root``. Plain string
     work (pathlib's relative_to dominated a 2,000-file search); it names entries found under
     ``root``, it never decides whether a path is inside: Workspace.resolve does that."""
     return entry_path[len(str(root)) + 1 :]
@@ -101,11 +175,8 @@ def file_basis(
     st: os.stat_result | None = None,
 ) -> CacheBasis:
     """The basis of an answer that depends on one file or folder entry (not its contents)."""
-    digest = StateDigest()
-    digest.add(".", st if st is not None else os.stat(resolved))
-    return CacheBasis(
-        subject_of(workspace, resolved), normalized, digest.hexdigest(), digest.newest_ns
-    )
+    state, newest_ns = state_of(st if st is not None else os.stat(resolved), ())
+    return CacheBasis(subject_of(workspace, resolved), normalized, state, newest_ns)
 
 
 def tree_basis(
@@ -116,10 +187,6 @@ def tree_basis(
     include_hidden: bool,
 ) -> CacheBasis:
     """The basis of an answer that depends on a folder and everything it covers."""
-    digest = StateDigest()
-    digest.add(".", os.stat(resolved))
-    for entry, st in walk_tree(resolved, recursive, include_hidden):
-        digest.add(entry.path, st)
-    return CacheBasis(
-        subject_of(workspace, resolved), normalized, digest.hexdigest(), digest.newest_ns
-    )
+    folders = walk_folders(resolved, recursive, include_hidden)
+    state, newest_ns = state_of(os.stat(resolved), folders)
+    return CacheBasis(subject_of(workspace, resolved), normalized, state, newest_ns)

@@ -38,12 +38,12 @@ def list_entries(
     """Blocking: the entries under ``root``, sorted by path. Symlinked folders are not followed."""
     entries: list[dict[str, Any]] = []
     base = workspace.relative(root)
-    for entry, st in walk_tree(root, recursive, hidden):
+    for path, st in walk_tree(root, recursive, hidden):
         kind = entry_type(st.st_mode)
-        relative = relative_name(root, entry.path)
+        relative = relative_name(root, path)
         entries.append(
             {
-                "name": entry.name,
+                "name": relative.rsplit("/", 1)[-1],
                 "path": relative if base == "." else f"{base}/{relative}",
                 "type": kind,
                 "size": st.st_size if kind == "file" else None,

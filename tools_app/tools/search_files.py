@@ -72,11 +72,11 @@ def candidate_files(root: Path, pattern: str) -> list[tuple[Path, str]]:
     if not stat.S_ISDIR(os.stat(root).st_mode):  # FileNotFoundError: the tool says not_found
         return [(root, root.name)] if glob_matches(pattern, root.name) else []
     found = []
-    for entry, st in walk_tree(root, recursive=True, include_hidden=False):
+    for path, st in walk_tree(root, recursive=True, include_hidden=False):
         if stat.S_ISREG(st.st_mode):
-            relative = relative_name(root, entry.path)
+            relative = relative_name(root, path)
             if glob_matches(pattern, relative):
-                found.append((Path(entry.path), relative))
+                found.append((Path(path), relative))
     found.sort(key=lambda item: item[1])
     return found
 
