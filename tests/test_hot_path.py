@@ -193,4 +193,3 @@ async def test_the_checkpointer_copies_the_log_into_the_database_file(alice: Any
     while not in_database_file():
         assert time.monotonic() < deadline, "the row never left the write-ahead log"
         await asyncio.sleep(0.1)
-
