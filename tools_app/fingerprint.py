@@ -111,8 +111,9 @@ def walk_folders(
     while pending:
         folder = pending.pop()
         try:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            # O_NOFOLLOW: a folder swapped for a symlink since its lstat is not entered (ELOOP).
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # gone, no longer a folder, unreadable, or now a symlink
             if folder == top:
                 raise
             continue
