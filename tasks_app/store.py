@@ -161,6 +161,11 @@ _row_values = operator.attrgetter(*_ATTNAMES)
 
 def insert_tasks(tasks: Sequence[Task]) -> None:
     """Insert new tasks in one statement (the caller holds the transaction)."""
+    insert_rows(insert_params(tasks))
+
+
+def insert_params(tasks: Sequence[Task]) -> list[list[Any]]:
+    """The INSERT's parameters: each task's column values, adapted for this connection."""
     db = _db()
     params = []
     for task in tasks:
@@ -169,7 +174,12 @@ def insert_tasks(tasks: Sequence[Task]) -> None:
             if values[index] is not None:  # NULL stays NULL for every field type
                 values[index] = prepare(values[index], db)
         params.append(values)
-    with db.cursor() as cursor:
+    return params
+
+
+def insert_rows(params: list[list[Any]]) -> None:
+    """The INSERT itself, of rows ``insert_params`` built (the bench times it alone)."""
+    with _db().cursor() as cursor:
         cursor.executemany(_INSERT_SQL, params)
 
 
