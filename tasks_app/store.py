@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models.base import ModelState
 
 from .models import Task, TaskStatus
+from .serializers import isoformat
 
 _FIELDS = Task._meta.concrete_fields
 _TABLE = Task._meta.db_table
@@ -311,8 +312,8 @@ class Completion:
             {
                 "attempt": task.attempts,
                 "worker_id": task.worker_id,
-                "started_at": task.started_at.isoformat() if task.started_at else None,
-                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+                "started_at": isoformat(task.started_at),
+                "finished_at": isoformat(self.finished_at),
                 "error": self.error,
             },
         ]
