@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -197,7 +198,12 @@ class _Checkpointer(threading.Thread):
             running.join(timeout=10)
 
     def run(self) -> None:
-        database = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:  # mode=rw: never create the file (Django's connections do, with the schema)
+            uri = f"file:{urllib.parse.quote(self.path)}?mode=rw"
+            database = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+        except sqlite3.Error as error:
+            logger.warning("SQLite checkpoints off: cannot open %s: %s", self.path, error)
+            return
         try:
             database.execute("PRAGMA synchronous=NORMAL")
             while not self.stopping.wait(self.CHECKPOINT_SECONDS):
