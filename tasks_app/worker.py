@@ -185,7 +185,9 @@ class WorkerEngine:
                 entry.cancel_reason = "Cancelled by request."
                 self._record_cancelled(entry, None)
                 continue
-            entry.future = asyncio.create_task(self._run(entry))
+            # Eager: the task runs at once, up to its first real wait; a tool that answers
+            # without waiting (a cache hit, a stat) finishes here, with no trip through the loop.
+            entry.future = asyncio.eager_task_factory(asyncio.get_running_loop(), self._run(entry))
             entry.future.add_done_callback(functools.partial(self._on_done, entry))
         if claimed and len(claimed) == free:
             self._wakeup.set()  # there may be more waiting
