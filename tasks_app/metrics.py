@@ -78,8 +78,9 @@ def _key(name: str) -> str:
     return f"{settings.REDIS_PREFIX}:metrics:{name}"
 
 
-def _field(*parts: object) -> str:
-    return "|".join(str(part) for part in parts)
+def _field(name: str, detail: object) -> str:
+    """A hash field of two parts (a tool and a status or a bucket), split again at scrape time."""
+    return f"{name}|{detail}"
 
 
 class _Pending:

@@ -50,6 +50,8 @@ def new_worker_id() -> str:
 class _Running:
     """A claimed task and the asyncio task running it."""
 
+    __slots__ = ("cancel_reason", "future", "progress_dirty", "task")
+
     def __init__(self, task: Task, future: asyncio.Task[None] | None = None) -> None:
         self.task = task
         self.future = future
