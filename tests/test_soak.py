@@ -31,7 +31,8 @@ def test_soak_kill_9_every_few_seconds(tmp_path: Path) -> None:
         workers = [stack.start_worker(), stack.start_worker()]
         started = time.monotonic()
         keys = [f"k{i}" for i in range(SOAK_TASKS)]
-        tasks = submit_ledger_tasks(stack, token, keys, args={"seconds": 0.05})
+        # More attempts than kills (see test_kill: a requeued task is claimed first again).
+        tasks = submit_ledger_tasks(stack, token, keys, args={"seconds": 0.05}, max_attempts=100)
         ids = {t["id"]: t["args"]["key"] for t in tasks}
         path, kills = ledger_file(stack), Kills()
         kill_loop(
