@@ -4,6 +4,7 @@ DATABASE_URL=postgres://..., on PostgreSQL (`make test` runs this file on both).
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -251,3 +252,38 @@ def test_concurrent_claimers_take_disjoint_tasks(alice: Any) -> None:
     assert not set(taken["a"]) & set(taken["b"])
     assert sorted(taken["a"] + taken["b"]) == sorted(t.id for t in tasks)
     assert Task.objects.filter(attempts=1, status=TaskStatus.RUNNING).count() == 300
+
+
+def test_a_claim_cannot_slip_between_a_cancels_read_and_its_write(
+    alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """services.cancel_task reads the row, then writes it. select_for_update locks the row on
+    PostgreSQL (the claim's SKIP LOCKED passes it by) and does nothing on SQLite, where the
+    IMMEDIATE transaction holds the write lock from BEGIN: a claim started in between waits,
+    then finds the task cancelled. Without either, the claim would take the task meanwhile."""
+    from tasks_app import services
+
+    [task] = make_tasks(alice, [{}])
+    read_done, claimed = threading.Event(), []
+    write = Task.mark_cancelled
+
+    def mark_cancelled_later(self: Task, *args: Any, **kwargs: Any) -> None:
+        read_done.set()
+        time.sleep(0.5)  # the window a claim would need, had the read left the row free
+        write(self, *args, **kwargs)
+
+    def claimer() -> None:
+        read_done.wait(10)
+        try:
+            claimed.extend(claim("w1", 1))
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(Task, "mark_cancelled", mark_cancelled_later)
+    thread = threading.Thread(target=claimer)
+    thread.start()
+    services.cancel_task(task)
+    thread.join(timeout=60)
+    assert claimed == []
+    row = Task.objects.get(pk=task.id)
+    assert (row.status, row.attempts) == (TaskStatus.CANCELLED, 0)
