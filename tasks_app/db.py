@@ -84,11 +84,11 @@ def write_lock() -> Iterator[None]:
     slept so often that two drained at half the rate of one (bench). Elsewhere (PostgreSQL, or
     writers that don't take it) nothing changes: SQLite's locking still guards the data.
     """
-    path = _lock_path()
-    if path is None:
+    database = _sqlite_file()
+    if database is None:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(f"{database}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -96,7 +96,8 @@ def write_lock() -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _lock_path() -> str | None:
+def _sqlite_file() -> str | None:
+    """The database's file when it is a SQLite file (not PostgreSQL, not in memory)."""
     database = connections[DEFAULT_DB_ALIAS].settings_dict
     name = str(database["NAME"])
     if (
@@ -105,7 +106,7 @@ def _lock_path() -> str | None:
         or "mode=memory" in name
     ):
         return None
-    return f"{name}.writelock"
+    return name
 
 
 class GroupCommit[Item, Result]:
@@ -184,10 +185,10 @@ class _Checkpointer(threading.Thread):
 
     @classmethod
     def start_for_process(cls) -> None:
-        path = _lock_path()
+        path = _sqlite_file()
         if path is None or cls._running is not None:
             return
-        cls._running = cls(path.removesuffix(".writelock"))
+        cls._running = cls(path)
         cls._running.start()
 
     @classmethod

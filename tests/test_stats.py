@@ -148,6 +148,13 @@ def test_the_partial_indexes_serve_the_reaper_and_the_window(carol: Any) -> None
     reaper = Task.objects.running().filter(lease_expires_at__lt=now).order_by("lease_expires_at")
     assert "USING INDEX task_lease_idx" in reaper.explain()
     assert "USING INDEX task_status_finished_idx" in _recent_finished(None, now).explain()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, sql FROM sqlite_master WHERE name IN "
+            "('task_lease_idx', 'task_status_finished_idx')"
+        )
+        definitions = dict(cursor.fetchall())
+    assert len(definitions) == 2 and all("WHERE" in sql for sql in definitions.values())
 
 
 async def test_api_stats_per_persona(
