@@ -96,10 +96,10 @@ def _decode_plan(db: Any) -> list[tuple[int, Any, list[Any]]]:
     if plan is None:
         plan = _decode_plans[db] = [
             (index, column, [_faster(converter, db) for converter in converters])
-            for index, field in enumerate(_FIELDS)
+            for index, model_field in enumerate(_FIELDS)
             if (
-                converters := db.ops.get_db_converters(column := field.get_col(_TABLE))
-                + field.get_db_converters(db)
+                converters := db.ops.get_db_converters(column := model_field.get_col(_TABLE))
+                + model_field.get_db_converters(db)
             )
         ]
     return plan
@@ -153,9 +153,9 @@ def _adapt(field_name: str, value: Any, db: Any) -> Any:
 
 # The columns whose values need the field's own adaptation (datetimes, JSON), by position.
 _ADAPTED = [
-    (index, field.get_db_prep_save)
-    for index, field in enumerate(_FIELDS)
-    if field.get_internal_type() not in _PLAIN_TYPES
+    (index, _PREPARE[model_field.name])
+    for index, model_field in enumerate(_FIELDS)
+    if model_field.get_internal_type() not in _PLAIN_TYPES
 ]
 _row_values = operator.attrgetter(*_ATTNAMES)
 
