@@ -209,9 +209,22 @@ CLAWSITE_HTTP_ALLOW_PRIVATE = envbool("CLAWSITE_HTTP_ALLOW_PRIVATE", False)
 CLAWSITE_LLM_BASE_URL = os.environ.get("CLAWSITE_LLM_BASE_URL", "")
 CLAWSITE_LLM_API_KEY = os.environ.get("CLAWSITE_LLM_API_KEY", "")
 CLAWSITE_LLM_MODEL = os.environ.get("CLAWSITE_LLM_MODEL", "")
-# run_python's child process limits (CPU seconds come from the timeout).
+# run_command and run_python run in a bubblewrap sandbox (tools_app.sandbox; README "Security").
+# "none" is the opt-out for hosts without namespaces: unconfined, with the rlimits only.
+CLAWSITE_SANDBOX = os.environ.get("CLAWSITE_SANDBOX", "bwrap")
+CLAWSITE_BWRAP = os.environ.get("CLAWSITE_BWRAP", "bwrap")
+CLAWSITE_COMMAND_NETWORK = envbool("CLAWSITE_COMMAND_NETWORK", False)
+CLAWSITE_PYTHON_NETWORK = envbool("CLAWSITE_PYTHON_NETWORK", False)
+# Processes (per sandbox) and open files (per process) a program may have.
+CLAWSITE_SANDBOX_MAX_PROCESSES = envint("CLAWSITE_SANDBOX_MAX_PROCESSES", 64)
+CLAWSITE_SANDBOX_MAX_OPEN_FILES = envint("CLAWSITE_SANDBOX_MAX_OPEN_FILES", 256)
+# Address space and largest file written (CPU seconds come from the timeout).
+CLAWSITE_COMMAND_MEMORY_MB = envint("CLAWSITE_COMMAND_MEMORY_MB", 1024)
+CLAWSITE_COMMAND_MAX_FILE_MB = envint("CLAWSITE_COMMAND_MAX_FILE_MB", 64)
 CLAWSITE_PYTHON_MEMORY_MB = envint("CLAWSITE_PYTHON_MEMORY_MB", 512)
 CLAWSITE_PYTHON_MAX_FILE_MB = envint("CLAWSITE_PYTHON_MAX_FILE_MB", 16)
+# The interpreter run_python uses inside the sandbox: the system's, not the worker's venv.
+CLAWSITE_PYTHON_EXECUTABLE = os.environ.get("CLAWSITE_PYTHON_EXECUTABLE", "/usr/bin/python3")
 # Tool cache (tools_app.cache): seconds an answer is kept, per tool (0 turns a tool's cache off).
 CLAWSITE_CACHE_ENABLED = envbool("CLAWSITE_CACHE_ENABLED", True)
 CLAWSITE_CACHE_TTL = {

@@ -36,8 +36,8 @@ def validate_submission(raw: Any, user: Any) -> tuple[TaskSubmission, Tool]:
     tool = get_tool(submission.tool)
     if tool is None:
         raise ApiError("unknown_tool", f"No tool named {submission.tool!r}.")
-    if not tool.is_enabled(user):
-        raise ApiError("tool_disabled", f"The tool {submission.tool!r} is not enabled.")
+    if reason := tool.disabled_reason(user):
+        raise ApiError("tool_disabled", f"{reason[0].upper()}{reason[1:]}.")
     try:
         tool.parse_args(submission.args)
     except ValidationError as exc:

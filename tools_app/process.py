@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,13 @@ async def run_process(
     time_limit: float,
     stdin: bytes | None = None,
     output_cap: int = OUTPUT_CAP_BYTES,
+    pass_fds: tuple[int, ...] = (),
+    prepare: Callable[[], Awaitable[None]] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` (argv[0] an absolute program path) and collect its output.
+
+    ``pass_fds`` are inherited by the child; ``prepare`` runs once it has started, under the
+    time limit (the sandbox sets its namespace up there before the program may run).
 
     Raises ToolError ``timeout`` after ``time_limit`` seconds, having killed the process group.
     """
@@ -72,10 +78,13 @@ async def run_process(
         stderr=asyncio.subprocess.PIPE,
         # Its own session and process group: one killpg reaches everything it started.
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     assert process.stdout is not None and process.stderr is not None
 
     async def communicate() -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
+        if prepare is not None:
+            await prepare()
         if stdin is not None and process.stdin is not None:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 process.stdin.write(stdin)

@@ -68,6 +68,11 @@ class Tool:
         """Dangerous tools override this to stay off until configured."""
         return True
 
+    def disabled_reason(self, user: Any = None) -> str | None:
+        """Why the tool is off for ``user`` (the ``tool_disabled`` message), or None when on.
+        May block once (the program tools probe their sandbox): offload it from a loop."""
+        return None if self.is_enabled(user) else f"the tool {self.name!r} is not enabled"
+
     async def run(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
         raise NotImplementedError
 

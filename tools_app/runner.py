@@ -68,8 +68,8 @@ async def run_tool(
     tool = get_tool(name)
     if tool is None:
         raise ToolError("unknown_tool", f"no tool named {name!r}")
-    if not tool.is_enabled(owner):
-        raise ToolError("tool_disabled", f"the tool {name!r} is not enabled")
+    if reason := await offload(tool.disabled_reason, owner):
+        raise ToolError("tool_disabled", reason)
     try:
         args = tool.parse_args(raw_args)
     except ValidationError as exc:

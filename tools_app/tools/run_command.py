@@ -2,19 +2,23 @@
 
 No shell ever sees the arguments, so ``;``, ``&&``, ``|``, ``$()``, backticks and ``>`` are
 plain bytes handed to the program. The program is named by its bare name, must be on
-``CLAWSITE_COMMAND_ALLOWLIST``, and is found on a fixed PATH, not the worker's.
+``CLAWSITE_COMMAND_ALLOWLIST``, and is found on a fixed PATH, not the worker's. An allowed
+program may still run others (``find -exec``, ``git -c alias.x='!sh'``): it runs in the sandbox
+(tools_app.sandbox), which is what confines it, not the allow-list.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from typing import Any
 
 from django.conf import settings
 from pydantic import Field, field_validator
 
+from .. import sandbox
 from ..errors import ToolError
-from ..process import SAFE_PATH, run_process, scrubbed_environment
+from ..process import SAFE_PATH
 from ..registry import Tool, ToolArgs, ToolContext, offload, register
 from ..workspace import WorkspacePath
 
@@ -51,7 +55,12 @@ class RunCommand(Tool):
     Args = RunCommandArgs
 
     def is_enabled(self, user: Any = None) -> bool:
-        return bool(settings.CLAWSITE_COMMAND_ALLOWLIST)
+        return self.disabled_reason(user) is None
+
+    def disabled_reason(self, user: Any = None) -> str | None:
+        if not settings.CLAWSITE_COMMAND_ALLOWLIST:
+            return "the tool 'run_command' is not enabled (CLAWSITE_COMMAND_ALLOWLIST is empty)"
+        return sandbox.unavailable_reason()
 
     async def run(self, args: RunCommandArgs, ctx: ToolContext) -> dict[str, Any]:
         program = args.argv[0]
@@ -61,12 +70,19 @@ class RunCommand(Tool):
         if executable is None:
             raise ToolError("command_not_found", f"{program!r} is not installed")
         cwd = await offload(ctx.workspace.resolve, args.cwd)
+        timeout = ctx.limit(args.timeout) or args.timeout
         try:
-            result = await run_process(
+            result = await sandbox.run_confined(
                 [executable, *args.argv[1:]],
+                workspace=ctx.workspace.root,
                 cwd=cwd,
-                env=scrubbed_environment(ctx.workspace.root),
-                time_limit=ctx.limit(args.timeout) or args.timeout,
+                network=settings.CLAWSITE_COMMAND_NETWORK,
+                limits=sandbox.limits(
+                    cpu_seconds=math.ceil(timeout) + 1,
+                    memory_mb=settings.CLAWSITE_COMMAND_MEMORY_MB,
+                    file_mb=settings.CLAWSITE_COMMAND_MAX_FILE_MB,
+                ),
+                time_limit=timeout,
             )
         except (FileNotFoundError, NotADirectoryError):
             raise ToolError("not_found", f"the folder {args.cwd!r} does not exist") from None
