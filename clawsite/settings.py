@@ -192,6 +192,10 @@ CLAWSITE_WORKSPACE_ROOT = Path(
 # claims up to this many. The contract's default is 8; with many short I/O-bound tasks a higher
 # value pays (one database round trip per batch: the bench runs its workers at 64).
 CLAWSITE_WORKER_CONCURRENCY = envint("CLAWSITE_WORKER_CONCURRENCY", 8)
+# The queues a worker claims from (`runworker tasks --queues a,b` overrides); empty: every queue.
+CLAWSITE_WORKER_QUEUES = envlist("CLAWSITE_WORKER_QUEUES")
+# The queue names tasks may use; empty: any safe name (letters, digits, _ and -, up to 64).
+CLAWSITE_QUEUES = envlist("CLAWSITE_QUEUES")
 CLAWSITE_WORKER_TICK_SECONDS = envfloat("CLAWSITE_WORKER_TICK_SECONDS", 1.0)
 CLAWSITE_LEASE_SECONDS = envfloat("CLAWSITE_LEASE_SECONDS", 30.0)
 CLAWSITE_WORKER_GRACE_SECONDS = envfloat("CLAWSITE_WORKER_GRACE_SECONDS", 20.0)

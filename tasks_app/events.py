@@ -144,7 +144,8 @@ def _live_hub() -> _Hub | None:
 def _group_messages(payloads: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for payload in payloads:
-        groups.setdefault(owner_group(payload["owner"]), []).append(payload)
+        if payload["owner"] is not None:  # a task enqueued by code has no owner: staff only
+            groups.setdefault(owner_group(payload["owner"]), []).append(payload)
         groups.setdefault(STAFF_GROUP, []).append(payload)
     return groups
 

@@ -44,6 +44,21 @@ class TaskStatus(models.TextChoices):
 TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
+class TaskSource(models.TextChoices):
+    """Where a task came from."""
+
+    API = "api"
+    PAGE = "page"
+    MCP = "mcp"
+    DJANGO = "django"
+    SCHEDULE = "schedule"
+
+
+DEFAULT_QUEUE = "default"
+# Queue names are safe slugs: they appear in URLs, metric labels and settings lists.
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
 class TaskQuerySet(models.QuerySet["Task"]):
     def visible_to(self, user: Any) -> TaskQuerySet:
         return self if user.is_staff else self.filter(owner=user)
@@ -60,10 +75,17 @@ class TaskQuerySet(models.QuerySet["Task"]):
 
 class Task(models.Model):
     id = models.CharField(primary_key=True, max_length=36, default=new_task_id, editable=False)
+    # NULL for tasks enqueued by code (django.tasks): only staff see those.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="tasks",
+        null=True,
+        blank=True,
     )
     tool = models.CharField(max_length=64)
+    queue = models.CharField(max_length=64, default=DEFAULT_QUEUE)
+    source = models.CharField(max_length=16, choices=TaskSource.choices, default=TaskSource.API)
     args = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
     priority = models.SmallIntegerField(default=0)
@@ -96,6 +118,16 @@ class Task(models.Model):
             # claim's ORDER BY so SQLite and PostgreSQL walk the index instead of sorting
             # (tasks_app.store.claim_sql; its query plan is tested).
             models.Index("status", F("priority").desc(), "created_at", name="task_claim_idx"),
+            # The claim of a worker limited to some queues: one walk of this index per queue
+            # (tasks_app.store.claim_sql). Partial: only queued tasks are in it, so a task writes
+            # it when inserted and when claimed, never when it finishes.
+            models.Index(
+                "queue",
+                F("priority").desc(),
+                "created_at",
+                condition=Q(status=TaskStatus.QUEUED),
+                name="task_queue_claim_idx",
+            ),
             # The reaper: running tasks by lease expiry. Partial (only running tasks hold a lease),
             # like task_status_finished_idx: a new task writes neither (8 -> 6 B-trees per insert).
             models.Index(
@@ -233,6 +265,18 @@ class ApiToken(models.Model):
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+
+class Queue(models.Model):
+    """A named queue's state. Queues exist by use (a task names one); a row is needed only to
+    pause one: the claim skips the queues whose row says ``paused``."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    paused = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class WorkerHeartbeat(models.Model):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from .models import TaskStatus
+from .models import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, TaskSource, TaskStatus
 
 MAX_BATCH = 1000
 MAX_LOOKUP = 1000
@@ -22,6 +22,7 @@ class TaskSubmission(BaseModel):
     max_attempts: int = Field(3, ge=1, le=100)
     run_after: AwareDatetime | None = None
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    queue: str = Field(DEFAULT_QUEUE, pattern=QUEUE_NAME_PATTERN)
 
 
 class BatchSubmission(BaseModel):
@@ -39,6 +40,8 @@ class LookupRequest(BaseModel):
 class TaskListQuery(BaseModel):
     status: Literal[tuple(TaskStatus.values)] | None = None  # type: ignore[valid-type]
     tool: str | None = Field(None, max_length=64)
+    queue: str | None = Field(None, pattern=QUEUE_NAME_PATTERN)
+    source: Literal[tuple(TaskSource.values)] | None = None  # type: ignore[valid-type]
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, max_length=200)
 

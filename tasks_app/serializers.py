@@ -22,6 +22,8 @@ def task_to_dict(task: Task) -> dict[str, Any]:
     return {
         "id": task.id,
         "tool": task.tool,
+        "queue": task.queue,
+        "source": task.source,
         "args": task.args,
         "status": task.status,
         "priority": task.priority,

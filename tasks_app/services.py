@@ -21,7 +21,8 @@ from .db import write_lock
 from .errors import ApiError
 from .events import ask_workers_to_cancel, publish_task_changes
 from .metrics import record_submitted
-from .models import Task, TaskStatus
+from .models import Task, TaskSource, TaskStatus
+from .queues import queue_name_problem
 from .schemas import TaskSubmission
 
 
@@ -33,6 +34,8 @@ def validate_submission(raw: Any, user: Any) -> tuple[TaskSubmission, Tool]:
         submission = TaskSubmission.model_validate(raw)
     except ValidationError as exc:
         raise ApiError("invalid_args", "Invalid task fields.", validation_details(exc)) from None
+    if (problem := queue_name_problem(submission.queue)) is not None:
+        raise ApiError("invalid_args", problem, [{"loc": ["queue"], "message": problem}])
     tool = get_tool(submission.tool)
     if tool is None:
         raise ApiError("unknown_tool", f"No tool named {submission.tool!r}.")
@@ -47,12 +50,21 @@ def validate_submission(raw: Any, user: Any) -> tuple[TaskSubmission, Tool]:
     return submission, tool
 
 
-def _new_task(owner: Any, submission: TaskSubmission, tool: Tool, now: Any, index: int) -> Task:
+def _new_task(
+    owner: Any,
+    submission: TaskSubmission,
+    tool: Tool,
+    now: Any,
+    index: int,
+    source: str = TaskSource.API,
+) -> Task:
     """The ``index``-th task of a submission: one microsecond after the one before, so the
     claim's FIFO (``created_at``) keeps the batch's order."""
     task = store.new_task(
         owner_id=owner.pk,
         tool=tool.name,
+        queue=submission.queue,
+        source=source,
         args=submission.args,
         priority=submission.priority,
         timeout=submission.timeout or tool.default_timeout,
@@ -73,6 +85,7 @@ def _same_request(task: Task, submission: TaskSubmission, tool: Tool) -> bool:
         and task.timeout == (submission.timeout or tool.default_timeout)
         and task.max_attempts == submission.max_attempts
         and task.run_after == submission.run_after
+        and task.queue == submission.queue
     )
 
 
@@ -84,19 +97,22 @@ def _after_commit(tasks: Sequence[Task], *, wake: bool) -> None:
 
 
 def submit_tasks(
-    owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]]
+    owner: Any,
+    validated: Sequence[tuple[TaskSubmission, Tool]],
+    source: str = TaskSource.API,
 ) -> list[tuple[Task, bool]]:
     """Create the tasks in one transaction; returns each with whether it was created.
+    ``source``: where they come from (the API, a page, ...).
 
     A submission whose ``idempotency_key`` the owner used before answers the existing task when
     its content is the same, and raises ``conflict`` otherwise (nothing is created then).
     """
     try:
-        return _submit(owner, validated)
+        return _submit(owner, validated, source)
     except IntegrityError:
         # Another request inserted one of our idempotency keys between our check and our insert:
         # the second pass finds it.
-        return _submit(owner, validated)
+        return _submit(owner, validated, source)
 
 
 def submit_grouped(
@@ -135,7 +151,7 @@ def _insert(new: list[Task]) -> None:
 
 
 def _submit(
-    owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]]
+    owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]], source: str
 ) -> list[tuple[Task, bool]]:
     now = timezone.now()
     keys = [s.idempotency_key for s, _ in validated if s.idempotency_key]
@@ -167,7 +183,7 @@ def _submit(
                     )
                 outcome.append((previous, False))
                 continue
-            task = _new_task(owner, submission, tool, now, index)
+            task = _new_task(owner, submission, tool, now, index, source)
             if submission.idempotency_key:
                 existing[submission.idempotency_key] = task
             new.append(task)

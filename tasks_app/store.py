@@ -18,7 +18,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models.base import ModelState
 
-from .models import Task, TaskStatus
+from .models import Queue, Task, TaskStatus
 from .serializers import isoformat
 
 _FIELDS = Task._meta.concrete_fields
@@ -199,60 +199,98 @@ def fetch_task(task_id: str, owner_id: int | None = None) -> Task | None:
     return _decode(rows)[0] if rows else None
 
 
-def claim_sql() -> str:
-    """The claim statement for this connection's database (parameters: see the caller).
+_QUEUE_CLAIM_INDEX = "task_queue_claim_idx"
+_PAUSED = f"SELECT name FROM {Queue._meta.db_table} WHERE paused"
+
+
+def claim_sql(queues: Sequence[str] = ()) -> str:
+    """The claim statement for this connection's database (parameters: see the caller), for a
+    worker of every queue (``queues`` empty) or of these queues only. Paused queues are left
+    out in the statement itself, so a pause holds for every worker from its next claim on.
+
+    Every queue: one walk of ``task_claim_idx``. Some queues: one walk of
+    ``task_queue_claim_idx`` per queue, each taking its best ``limit``, merged in claim order
+    (a sort of at most ``limit`` rows per queue, never of the queue).
 
     On PostgreSQL the candidates go through ``ARRAY(...)``, evaluated once: a plain
     ``IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` may be planned as a sub-plan run again
     for each outer row, which claims more than ``n`` rows, out of order (seen in the tests).
     """
     queued = TaskStatus.QUEUED.value
+    sqlite = connection.vendor == "sqlite"
     # The outer status test is a guard only; on SQLite its unary ``+`` keeps it off the status
     # index, so the picked ids are looked up by primary key (with the index, SQLite walked every
     # queued row: 13 ms per claim at 20,000 queued, measured by the bench).
-    if connection.vendor == "sqlite":
-        source, lock, head, tail = f"{_TABLE} INDEXED BY {_CLAIM_INDEX}", "", "IN (", ")"
-        guard = "+status"
+    if sqlite:
+        lock, head, tail, guard = "", "IN (", ")", "+status"
     else:
-        source, lock, head, tail = _TABLE, " FOR UPDATE SKIP LOCKED", "= ANY(ARRAY(", "))"
-        guard = "status"
+        lock, head, tail, guard = " FOR UPDATE SKIP LOCKED", "= ANY(ARRAY(", "))", "status"
+    runnable = (
+        f"status = '{queued}' AND (run_after IS NULL OR run_after <= %s) "
+        f"AND queue NOT IN ({_PAUSED})"
+    )
+    order = "ORDER BY priority DESC, created_at LIMIT %s"
+
+    def walk(index: str, condition: str, columns: str) -> str:
+        source = f"{_TABLE} INDEXED BY {index}" if sqlite else _TABLE
+        return f"SELECT {columns} FROM {source} WHERE {condition}{runnable} {order}{lock}"
+
+    if not queues:
+        candidates = walk(_CLAIM_INDEX, "", "id")
+    elif len(queues) == 1:
+        candidates = walk(_QUEUE_CLAIM_INDEX, "queue = %s AND ", "id")
+    else:
+        branches = " UNION ALL ".join(
+            f"SELECT * FROM ({walk(_QUEUE_CLAIM_INDEX, 'queue = %s AND ', 'id, priority, created_at')}) q{i}"
+            for i in range(len(queues))
+        )
+        candidates = f"SELECT id FROM ({branches}) candidates {order}"
     return (
         f"UPDATE {_TABLE} SET status = %s, worker_id = %s, attempts = attempts + 1, "
         f"started_at = %s, lease_expires_at = %s, progress = NULL, cache_hit = %s, "
         f"version = version + 1 "
-        f"WHERE id {head}SELECT id FROM {source} WHERE status = '{queued}' "
-        f"AND (run_after IS NULL OR run_after <= %s) "
-        f"ORDER BY priority DESC, created_at LIMIT %s{lock}{tail} "
+        f"WHERE id {head}{candidates}{tail} "
         f"AND {guard} = '{queued}' "
         f"RETURNING {_COLUMNS}"
     )
 
 
-def claim_runnable_tasks(worker_id: str, limit: int, now: datetime, lease: timedelta) -> list[Task]:
+def claim_runnable_tasks(
+    worker_id: str, limit: int, now: datetime, lease: timedelta, queues: Sequence[str] = ()
+) -> list[Task]:
     """Atomically move up to ``limit`` runnable tasks to ``running`` for ``worker_id``.
 
-    Runnable: queued, ``run_after`` due; highest priority first, then oldest. One conditional
-    UPDATE: on SQLite the IMMEDIATE transaction makes it the only writer, on PostgreSQL
-    ``FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows.
+    Runnable: queued, ``run_after`` due, in one of ``queues`` (every queue when empty) and in
+    no paused queue; highest priority first, then oldest. One conditional UPDATE: on SQLite the
+    IMMEDIATE transaction makes it the only writer, on PostgreSQL ``FOR UPDATE SKIP LOCKED``
+    lets concurrent workers take disjoint rows.
 
     ``status = 'queued'`` is a literal, not a parameter, so both databases can prove that the
-    partial index ``task_claim_idx`` applies; SQLite is told to use it (``INDEXED BY``), since
-    without statistics its planner prefers the status index and then sorts the whole queue.
+    partial index ``task_queue_claim_idx`` applies; SQLite is told which index to use
+    (``INDEXED BY``), since without statistics its planner prefers the status index and then
+    sorts the whole queue.
     """
     if limit <= 0:
         return []
     db = _db()
-    params = [
+    due = _adapt("run_after", now, db)
+    params: list[Any] = [
         TaskStatus.RUNNING,
         worker_id,
         _adapt("started_at", now, db),
         _adapt("lease_expires_at", now + lease, db),
         _adapt("cache_hit", False, db),
-        _adapt("run_after", now, db),
-        limit,
     ]
+    if not queues:
+        params += [due, limit]
+    elif len(queues) == 1:
+        params += [queues[0], due, limit]
+    else:
+        for queue in queues:
+            params += [queue, due, limit]
+        params.append(limit)
     with connection.cursor() as cursor:
-        cursor.execute(claim_sql(), params)
+        cursor.execute(claim_sql(queues), params)
         claimed = _decode(cursor.fetchall())
     claimed.sort(key=lambda t: (-t.priority, t.created_at))
     return claimed

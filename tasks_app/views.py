@@ -28,7 +28,7 @@ from . import services
 from .errors import ApiError
 from .forms import BatchSubmitForm, TaskSubmitForm
 from .metrics import render_metrics
-from .models import Task, TaskStatus, WorkerHeartbeat
+from .models import Task, TaskSource, TaskStatus, WorkerHeartbeat
 from .serializers import task_to_dict
 from .stats import get_history, get_stats
 
@@ -184,7 +184,9 @@ def task_submit(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 validated = services.validate_submission(form.submission(), request.user)
-                [(task, _)] = services.submit_tasks(request.user, [validated])
+                [(task, _)] = services.submit_tasks(
+                    request.user, [validated], source=TaskSource.PAGE
+                )
             except ApiError as error:
                 form.add_submission_errors(error.details, error.message)
             else:
@@ -226,7 +228,7 @@ def task_batch(request: HttpRequest) -> HttpResponse:
         validated, problems = validate_lines(form.cleaned_data["numbered_lines"], request.user)
         if not problems:
             try:
-                outcome = services.submit_tasks(request.user, validated)
+                outcome = services.submit_tasks(request.user, validated, source=TaskSource.PAGE)
             except ApiError as error:
                 line = form.cleaned_data["numbered_lines"][error.details["index"]][0]
                 problems = [{"line": line, "error": error.as_dict()}]

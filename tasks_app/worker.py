@@ -66,11 +66,14 @@ class WorkerEngine:
         concurrency: int | None = None,
         tick_seconds: float | None = None,
         lease_seconds: float | None = None,
+        queues: list[str] | None = None,
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
         self.concurrency = concurrency or settings.CLAWSITE_WORKER_CONCURRENCY
         self.tick_seconds = tick_seconds or settings.CLAWSITE_WORKER_TICK_SECONDS
         self.lease = timedelta(seconds=lease_seconds or settings.CLAWSITE_LEASE_SECONDS)
+        # The queues this worker claims from; empty: every queue.
+        self.queues = list(settings.CLAWSITE_WORKER_QUEUES if queues is None else queues)
         self.housekeeping_seconds = min(5.0, self.lease.total_seconds() / 3)
         self.running: dict[str, _Running] = {}
         self.completions: list[Completion] = []
@@ -91,7 +94,12 @@ class WorkerEngine:
         bind_event_loop()
         await run_in_db_thread(self._heartbeat)
         self._loop_task = asyncio.create_task(self._main_loop(), name=f"worker {self.worker_id}")
-        logger.info("worker %s started, concurrency %d", self.worker_id, self.concurrency)
+        logger.info(
+            "worker %s started, concurrency %d, queues %s",
+            self.worker_id,
+            self.concurrency,
+            ",".join(self.queues) or "all",
+        )
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -201,7 +209,9 @@ class WorkerEngine:
             written = store.complete_tasks(self.worker_id, completions)
             store.record_progress(self.worker_id, progress)
             claimed = (
-                store.claim_runnable_tasks(self.worker_id, free, timezone.now(), self.lease)
+                store.claim_runnable_tasks(
+                    self.worker_id, free, timezone.now(), self.lease, self.queues
+                )
                 if free > 0
                 else []
             )

@@ -61,6 +61,17 @@ def as_carol(carol: Any) -> AsyncClient:
     return bearer(carol)
 
 
+@pytest.fixture
+def stack(tmp_path: Path) -> Any:
+    """A migrated stack of real processes (tests/stack.py), stopped after the test."""
+    from tests.stack import Stack
+
+    stack = Stack(tmp_path / "stack")
+    stack.migrate()
+    yield stack
+    stack.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _drop_redis_keys() -> Any:
     """Leave the shared Redis as we found it: remove this run's keys (SCAN, never KEYS)."""

@@ -5,21 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any
 
-import pytest
 import websockets
 
 from tests.stack import Stack, wait_for
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Any:
-    stack = Stack(tmp_path / "stack")
-    stack.migrate()
-    yield stack
-    stack.stop()
 
 
 def wait_terminal(stack: Stack, token: str, task_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from tools_app.registry import all_tools
 
+from ..models import QUEUE_NAME_PATTERN, TaskSource
 from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, TaskSubmission
 
 REF = "#/components/schemas/{model}"
@@ -18,6 +19,8 @@ TASK_SCHEMA: dict[str, Any] = {
     "properties": {
         "id": {"type": "string"},
         "tool": {"type": "string"},
+        "queue": {"type": "string", "pattern": QUEUE_NAME_PATTERN},
+        "source": {"type": "string", "enum": TaskSource.values},
         "args": {"type": "object"},
         "status": {
             "type": "string",

@@ -93,6 +93,10 @@ def _list_page(user: Any, params: TaskListQuery) -> tuple[list[Task], Task | Non
         tasks = tasks.filter(status=params.status)
     if params.tool:
         tasks = tasks.filter(tool=params.tool)
+    if params.queue:
+        tasks = tasks.filter(queue=params.queue)
+    if params.source:
+        tasks = tasks.filter(source=params.source)
     if params.cursor:
         created, task_id = _decode_cursor(params.cursor)
         tasks = tasks.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=task_id))

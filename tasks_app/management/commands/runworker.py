@@ -16,8 +16,10 @@ from typing import Any
 from channels.management.commands.runworker import Command as ChannelsRunworker
 from channels.worker import Worker
 from django.conf import settings
+from django.core.management import CommandError
 
 from tasks_app.db import shutdown_db_threads
+from tasks_app.queues import parse_queue_list
 from tasks_app.worker import get_engine
 
 logger = logging.getLogger("clawsite.worker")
@@ -96,3 +98,23 @@ class DurableWorker(Worker):
 class Command(ChannelsRunworker):
     help = "Run the ClawSite worker on the given channels (normally: tasks)."
     worker_class = DurableWorker
+
+    def add_arguments(self, parser: Any) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--queues",
+            default=None,
+            help="Comma-separated queues to claim from (default: CLAWSITE_WORKER_QUEUES, "
+            "or every queue).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        raw = options["queues"]
+        names = settings.CLAWSITE_WORKER_QUEUES if raw is None else raw.split(",")
+        try:
+            queues = parse_queue_list(name.strip() for name in names if name.strip())
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        # Read by this process's engine when the start message creates it.
+        settings.CLAWSITE_WORKER_QUEUES = queues
+        super().handle(*args, **options)
