@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import services
 from .errors import ApiError
-from .models import TERMINAL_STATUSES, ApiToken, Task, WorkerHeartbeat
+from .models import ApiToken, Task, WorkerHeartbeat
 from .stats import get_stats
 
 MACHINE_FIELDS = (
@@ -120,8 +120,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete the selected finished tasks", permissions=["delete"])
     def delete_finished_tasks(self, request: HttpRequest, queryset: Any) -> None:
-        # Queued and running tasks are skipped: a worker may hold them.
-        deleted, _ = queryset.filter(status__in=TERMINAL_STATUSES).delete()
+        deleted = services.delete_finished_tasks(queryset)
         self.message_user(request, f"Deleted {deleted} finished task(s).")
 
     def get_urls(self) -> list[URLPattern]:

@@ -90,6 +90,11 @@ class TaskUpdatesConsumer(AsyncJsonWebsocketConsumer):
         elif fresh:
             await self.send_json({"type": "task.updates", "tasks": fresh})
 
+    async def task_deleted(self, message: dict[str, Any]) -> None:
+        if self.task_id is None or message["id"] == self.task_id:
+            self.versions.pop(message["id"], None)
+            await self.send_json({"type": "task.deleted", "id": message["id"]})
+
 
 class TaskDetailConsumer(TaskUpdatesConsumer):
     """``/ws/tasks/<id>/``: one task; first its current state, then its changes."""

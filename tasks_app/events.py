@@ -214,6 +214,23 @@ def _snapshot(task: Task) -> Task:
     return copy
 
 
+def publish_task_deletions(deleted: Iterable[tuple[str, int]]) -> None:
+    """Tell the watchers these tasks (``(id, owner_id)`` pairs) are gone: a
+    ``{"type": "task.deleted", "id"}`` frame each. Call after commit."""
+
+    async def send() -> None:
+        for task_id, owner_id in deleted:
+            message = {"type": "task.deleted", "id": task_id}
+            for group in (owner_group(owner_id), STAFF_GROUP):
+                await _safe_group_send(group, message)
+
+    hub = _live_hub()
+    if hub is None:
+        async_to_sync(send)()
+    else:
+        asyncio.run_coroutine_threadsafe(send(), hub.loop)
+
+
 def wake_workers() -> None:
     """Tell the workers there is work. Thread-safe, coalesced; call after commit."""
     publish_task_changes((), wake=True)

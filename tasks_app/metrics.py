@@ -216,12 +216,8 @@ class ClawSiteCollector(Collector):
             running.add_metric([beat.worker_id], beat.running)
         yield beats
         yield running
-        fresh = sum(
-            1
-            for beat in workers
-            if (timezone.now() - beat.last_heartbeat).total_seconds()
-            <= 3 * settings.CLAWSITE_LEASE_SECONDS
-        )
+        now = timezone.now()
+        fresh = sum(1 for beat in workers if beat.is_alive(now))
         yield GaugeMetricFamily("clawsite_workers", "Workers with a recent heartbeat.", value=fresh)
 
     def _redis_families(self) -> Iterator[Metric]:

@@ -10,6 +10,7 @@ import hashlib
 import os
 import secrets
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -279,6 +280,18 @@ class Queue(models.Model):
         return self.name
 
 
+def heartbeat_stale_after() -> timedelta:
+    """How long a worker counts as alive after its last heartbeat: three leases, so one late
+    renewal (a slow cycle, a busy database) does not declare it dead."""
+    return timedelta(seconds=3 * settings.CLAWSITE_LEASE_SECONDS)
+
+
+class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
+    def alive(self, now: datetime | None = None) -> WorkerHeartbeatQuerySet:
+        """The workers whose heartbeat is recent (``heartbeat_stale_after``)."""
+        return self.filter(last_heartbeat__gte=(now or timezone.now()) - heartbeat_stale_after())
+
+
 class WorkerHeartbeat(models.Model):
     """One row per worker process, refreshed on its tick; the reaper and /healthz read it."""
 
@@ -289,5 +302,10 @@ class WorkerHeartbeat(models.Model):
     last_heartbeat = models.DateTimeField(default=timezone.now)
     running = models.PositiveIntegerField(default=0)
 
+    objects = WorkerHeartbeatQuerySet.as_manager()
+
     def __str__(self) -> str:
         return self.worker_id
+
+    def is_alive(self, now: datetime | None = None) -> bool:
+        return (now or timezone.now()) - self.last_heartbeat <= heartbeat_stale_after()

@@ -1,4 +1,5 @@
-"""When a failed attempt is tried again: exponential backoff with jitter."""
+"""Whether a failed attempt is tried again (``status_after_failure``, the one rule), and when:
+exponential backoff with jitter."""
 
 from __future__ import annotations
 
@@ -6,6 +7,17 @@ import random
 from datetime import timedelta
 
 from django.conf import settings
+
+from .models import Task, TaskStatus
+
+
+def status_after_failure(task: Task, *, retryable: bool) -> str:
+    """The status of a task whose current attempt failed: ``queued`` again while the failure is
+    retryable and the task has attempts left, else ``failed``. A lost attempt (its worker died)
+    counts like any other, so a task that kills its worker every time still ends."""
+    if retryable and task.attempts < task.max_attempts:
+        return TaskStatus.QUEUED
+    return TaskStatus.FAILED
 
 
 def backoff(attempt: int) -> timedelta:

@@ -1,4 +1,7 @@
-"""Every user-visible change of a task: save, then after commit tell watchers (and workers).
+"""Every change of a task's state, one named verb each: submit, claim, progress, finish (and
+the retry or requeue it carries), cancel, retry, reap, delete, prune. Each writes through
+``store`` (or the model's transition methods) and, after commit, tells the watchers (and the
+workers). Callers decide; only this module changes a task.
 
 Sync functions (ORM and ``store``); async callers run them through ``tasks_app.db``.
 """
@@ -11,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -19,11 +23,13 @@ from tools_app.registry import Tool, get_tool, validation_details
 from . import store
 from .db import write_lock
 from .errors import ApiError
-from .events import ask_workers_to_cancel, publish_task_changes
-from .metrics import record_submitted
-from .models import Task, TaskSource, TaskStatus
+from .events import ask_workers_to_cancel, publish_task_changes, publish_task_deletions
+from .metrics import record_finished, record_submitted
+from .models import TERMINAL_STATUSES, Task, TaskSource, TaskStatus
 from .queues import queue_name_problem
+from .retry import status_after_failure
 from .schemas import TaskSubmission
+from .store import Completion
 
 
 def validate_submission(raw: Any, user: Any) -> tuple[TaskSubmission, Tool]:
@@ -89,7 +95,11 @@ def _same_request(task: Task, submission: TaskSubmission, tool: Tool) -> bool:
     )
 
 
-def _after_commit(tasks: Sequence[Task], *, wake: bool) -> None:
+def _after_commit(tasks: Sequence[Task], *, wake: bool = False) -> None:
+    """Tell the watchers (and, with ``wake``, the workers) once the transaction commits."""
+    if not tasks and not wake:
+        return
+
     def notify() -> None:
         publish_task_changes(tasks, wake=wake)
 
@@ -222,3 +232,112 @@ def retry_task(task: Task) -> Task:
         task.requeue()
         _after_commit([task], wake=True)
     return task
+
+
+# --- the worker's transitions ---------------------------------------------------------------------
+
+
+def finish_and_claim(
+    worker_id: str,
+    completions: Sequence[Completion],
+    progress: Sequence[Task],
+    free: int,
+    lease: timedelta,
+    queues: Sequence[str] = (),
+) -> tuple[list[Task], list[Task]]:
+    """A worker's round trip, in one transaction: write its finished attempts (each one's end:
+    succeeded, failed, cancelled, or queued again) and its running tasks' progress, and claim up
+    to ``free`` runnable tasks. Returns the finished tasks as written and the claimed ones."""
+    with write_lock(), transaction.atomic():
+        written = finish_attempts(worker_id, completions)
+        record_progress(worker_id, progress)
+        claimed = claim_tasks(worker_id, free, lease, queues)
+    return written, claimed
+
+
+def claim_tasks(
+    worker_id: str, limit: int, lease: timedelta, queues: Sequence[str] = ()
+) -> list[Task]:
+    """Move up to ``limit`` runnable tasks (of ``queues``; none named: of every queue) to
+    ``running`` for ``worker_id``."""
+    if limit <= 0:
+        return []
+    claimed = store.claim_runnable_tasks(worker_id, limit, timezone.now(), lease, queues)
+    _after_commit(claimed)
+    return claimed
+
+
+def record_progress(worker_id: str, tasks: Sequence[Task]) -> None:
+    """Write running tasks' in-memory progress (fenced by worker and attempt); announced only
+    when every row was still this worker's, so a stale attempt's version is never shown."""
+    if store.record_progress(worker_id, tasks):
+        _after_commit(tasks)
+
+
+def finish_attempts(worker_id: str, completions: Sequence[Completion]) -> list[Task]:
+    """Write the ends of attempts ``worker_id`` ran; returns the tasks as written (an attempt
+    whose lease was taken over is left out). After commit they are counted and announced."""
+    written = store.complete_tasks(worker_id, completions)
+    if written:
+        _after_commit(written)
+        transaction.on_commit(lambda: record_finished(written))
+    return written
+
+
+def reap_expired_leases(now: Any = None, limit: int = 500) -> list[Task]:
+    """Tasks whose worker stopped renewing its lease: back to ``queued`` while they have attempts
+    left, else ``failed`` as lost (``cancelled`` when a cancel was asked). Each row changes only
+    if it is still the expired attempt read here."""
+    now = now or timezone.now()
+    changed = []
+    with transaction.atomic():
+        expired = Task.objects.running().filter(lease_expires_at__lt=now)
+        for task in expired.order_by("lease_expires_at")[:limit]:
+            if task.cancel_requested:
+                status = TaskStatus.CANCELLED
+                error = {
+                    "type": "cancelled",
+                    "message": "Cancelled by request (its worker was lost).",
+                }
+            else:
+                status = status_after_failure(task, retryable=True)
+                error = {
+                    "type": "lost",
+                    "message": f"Worker {task.worker_id} stopped renewing its lease.",
+                }
+            completion = Completion(task=task, status=status, error=error, finished_at=now)
+            changed.extend(store.complete_tasks(task.worker_id, [completion]))
+        _after_commit(changed)
+    return changed
+
+
+# --- deletes ----------------------------------------------------------------------------------------
+
+
+def delete_finished_tasks(tasks: QuerySet[Task]) -> int:
+    """Delete the finished tasks among ``tasks`` (queued and running ones are skipped: a worker
+    may hold them); after commit, their watchers hear of it. Returns how many went."""
+    with transaction.atomic():
+        doomed = list(tasks.filter(status__in=TERMINAL_STATUSES).values_list("id", "owner_id"))
+        if doomed:
+            Task.objects.filter(id__in=[task_id for task_id, _ in doomed]).delete()
+            transaction.on_commit(lambda: publish_task_deletions(doomed))
+    return len(doomed)
+
+
+def prune_finished_tasks(
+    older_than: timedelta, batch_size: int = 1000, dry_run: bool = False
+) -> int:
+    """Delete (or, with ``dry_run``, count) the tasks that finished before now - ``older_than``,
+    a batch per transaction: workers and requests sharing a SQLite file wait for one batch at
+    most, never for the whole purge."""
+    cutoff = timezone.now() - older_than
+    stale = Task.objects.finished().filter(finished_at__lt=cutoff).order_by("finished_at")
+    if dry_run:
+        return stale.count()
+    deleted = 0
+    while batch := delete_finished_tasks(
+        Task.objects.filter(id__in=list(stale.values_list("id", flat=True)[:batch_size]))
+    ):
+        deleted += batch
+    return deleted

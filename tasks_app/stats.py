@@ -17,7 +17,6 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
@@ -88,7 +87,6 @@ def get_history(points: int = 20, step: timedelta = timedelta(seconds=30)) -> li
 def worker_rows(now: datetime | None = None) -> list[dict[str, Any]]:
     """The worker processes that have a heartbeat row, newest heartbeat first."""
     now = now or timezone.now()
-    stale_after = timedelta(seconds=3 * settings.CLAWSITE_LEASE_SECONDS)
     return [
         {
             "id": beat.worker_id,
@@ -96,7 +94,7 @@ def worker_rows(now: datetime | None = None) -> list[dict[str, Any]]:
             "running": beat.running,
             "hostname": beat.hostname,
             "pid": beat.pid,
-            "alive": now - beat.last_heartbeat <= stale_after,
+            "alive": beat.is_alive(now),
         }
         for beat in WorkerHeartbeat.objects.order_by("-last_heartbeat")
     ]

@@ -428,10 +428,11 @@ _PROGRESS_SQL = (
 )
 
 
-def record_progress(worker_id: str, tasks: Sequence[Task]) -> None:
-    """Write the in-memory ``progress`` and ``version`` of running tasks, fenced like completions."""
+def record_progress(worker_id: str, tasks: Sequence[Task]) -> bool:
+    """Write the in-memory ``progress`` and ``version`` of running tasks, fenced like completions.
+    True when every row was written (none was fenced off)."""
     if not tasks:
-        return
+        return False
     db = _db()
     params = [
         [
@@ -446,3 +447,4 @@ def record_progress(worker_id: str, tasks: Sequence[Task]) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.executemany(_PROGRESS_SQL, params)
+        return cursor.rowcount == len(params)

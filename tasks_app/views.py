@@ -1,4 +1,4 @@
-"""Pages for people, and the operators' endpoints (/healthz, /metrics).
+"""Pages for people (the operators' endpoints, /healthz and /metrics, are in ``tasks_app.ops``).
 
 Pages work without JavaScript (forms post, pages render the row's current state); live.js only
 adds live updates over the websockets. Views: authorise, validate, one call, render.
@@ -7,19 +7,14 @@ adds live updates over the websockets. Views: authorise, validate, one call, ren
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
-import redis
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import DatabaseError, connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from tools_app.registry import Tool, all_tools, get_tool
@@ -27,8 +22,7 @@ from tools_app.registry import Tool, all_tools, get_tool
 from . import services
 from .errors import ApiError
 from .forms import BatchSubmitForm, TaskSubmitForm
-from .metrics import render_metrics
-from .models import Task, TaskSource, TaskStatus, WorkerHeartbeat
+from .models import Task, TaskSource, TaskStatus
 from .serializers import task_to_dict
 from .stats import get_history, get_stats
 
@@ -255,60 +249,3 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "tasks/dashboard.html",
         {"stats": stats, "stats_json": stats, "history": get_history()},
     )
-
-
-# --- operators -------------------------------------------------------------------------------------
-
-
-def _database_ok() -> bool:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            return cursor.fetchone() == (1,)
-    except DatabaseError:
-        return False
-
-
-def _redis_ok() -> bool:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def _fresh_workers() -> int | None:
-    since = timezone.now() - timedelta(seconds=3 * settings.CLAWSITE_LEASE_SECONDS)
-    try:
-        return WorkerHeartbeat.objects.filter(last_heartbeat__gte=since).count()
-    except DatabaseError:
-        return None
-
-
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database, Redis and at least one worker (a heartbeat within three lease
-    periods) are there; 503 naming what is not."""
-    database = _database_ok()
-    workers = _fresh_workers() if database else None
-    body = {
-        "status": "ok",
-        "database": {"ok": database},
-        "redis": {"ok": _redis_ok()},
-        "workers": {"ok": bool(workers), "count": workers or 0},
-    }
-    down = not all(body[part]["ok"] for part in ("database", "redis", "workers"))  # type: ignore[index]
-    if down:
-        body["status"] = "down"
-    return JsonResponse(body, status=503 if down else 200)
-
-
-@require_GET
-def metrics(request: HttpRequest) -> HttpResponse:
-    try:
-        body, content_type = render_metrics()
-    except DatabaseError:
-        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
-    return HttpResponse(body, content_type=content_type)

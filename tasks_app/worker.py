@@ -1,4 +1,6 @@
-"""The worker engine: claim, run, finish, renew, reap. One per worker process.
+"""The worker engine: its control (start, wake, cancel, stop) and its loop. One per worker
+process. Each attempt is an ``Attempt`` (``tasks_app.attempt``); leases, heartbeat and reaper are
+``tasks_app.leases``; every change of a task goes through ``tasks_app.services``.
 
 The Channels consumer (``tasks_app.consumers.TaskWorkerConsumer``) only pokes it: a wake-up
 message, a cancel hint. The engine also works on its own tick, so a lost message costs latency,
@@ -16,47 +18,28 @@ import secrets
 import socket
 import time
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.utils import timezone
 
-from tools_app.errors import ToolError
-from tools_app.runner import ToolOwner, run_tool
+from tools_app.runner import ToolOwner
 
-from . import store
-from .db import run_in_db_thread, write_lock
-from .events import bind_event_loop, publish_task_changes
+from . import services
+from .attempt import CANCELLED_BY_REQUEST, LEASE_LOST, SHUTDOWN, Attempt
+from .db import run_in_db_thread
+from .events import bind_event_loop
+from .leases import Leases
 from .logs import current_task_id
-from .metrics import record_finished
-from .models import Task, TaskStatus, WorkerHeartbeat
-from .retry import backoff
+from .models import Task
 from .store import Completion
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_FLUSH_SECONDS = 0.25
-# Reasons for cancelling a running attempt that are not a user's request.
-SHUTDOWN = "shutdown"
-LEASE_LOST = "lease lost"
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()[:30]}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-class _Running:
-    """A claimed task and the asyncio task running it."""
-
-    __slots__ = ("cancel_reason", "future", "progress_dirty", "task")
-
-    def __init__(self, task: Task, future: asyncio.Task[None] | None = None) -> None:
-        self.task = task
-        self.future = future
-        self.cancel_reason: str | None = None
-        self.progress_dirty = False
 
 
 class WorkerEngine:
@@ -74,8 +57,9 @@ class WorkerEngine:
         self.lease = timedelta(seconds=lease_seconds or settings.CLAWSITE_LEASE_SECONDS)
         # The queues this worker claims from; empty: every queue.
         self.queues = list(settings.CLAWSITE_WORKER_QUEUES if queues is None else queues)
+        self.leases = Leases(self.worker_id, self.lease)
         self.housekeeping_seconds = min(5.0, self.lease.total_seconds() / 3)
-        self.running: dict[str, _Running] = {}
+        self.running: dict[str, Attempt] = {}
         self.completions: list[Completion] = []
         self.owners: dict[int, ToolOwner] = {}
         self.claiming = True
@@ -92,7 +76,7 @@ class WorkerEngine:
         if self._loop_task is not None:
             return
         bind_event_loop()
-        await run_in_db_thread(self._heartbeat)
+        await run_in_db_thread(self.leases.heartbeat, 0)
         self._loop_task = asyncio.create_task(self._main_loop(), name=f"worker {self.worker_id}")
         logger.info(
             "worker %s started, concurrency %d, queues %s",
@@ -104,13 +88,13 @@ class WorkerEngine:
     def wake(self) -> None:
         self._wakeup.set()
 
-    def cancel(self, task_id: str, reason: str = "Cancelled by request.") -> bool:
+    def cancel(self, task_id: str, reason: str = CANCELLED_BY_REQUEST) -> bool:
         """Cancel a task this worker runs; False when it runs no such task."""
-        entry = self.running.get(task_id)
-        if entry is None or entry.future is None or entry.future.done():
+        attempt = self.running.get(task_id)
+        if attempt is None or attempt.future is None or attempt.future.done():
             return False
-        entry.cancel_reason = reason
-        entry.future.cancel()
+        attempt.cancel_reason = reason
+        attempt.future.cancel()
         return True
 
     async def stop(self, grace_seconds: float | None = None) -> None:
@@ -123,7 +107,7 @@ class WorkerEngine:
         """
         self.claiming = False
         grace = settings.CLAWSITE_WORKER_GRACE_SECONDS if grace_seconds is None else grace_seconds
-        futures = [e.future for e in self.running.values() if e.future is not None]
+        futures = [a.future for a in self.running.values() if a.future is not None]
         if futures:
             await asyncio.wait(futures, timeout=grace)
         # Stop the loop before cancelling, so that a claim already under way cannot start a
@@ -134,7 +118,7 @@ class WorkerEngine:
             await self._loop_task
         for task_id in list(self.running):
             self.cancel(task_id, reason=SHUTDOWN)
-        futures = [e.future for e in self.running.values() if e.future is not None]
+        futures = [a.future for a in self.running.values() if a.future is not None]
         if futures:
             await asyncio.wait(futures, timeout=5)
         await run_in_db_thread(self._final_flush)
@@ -167,8 +151,8 @@ class WorkerEngine:
         # trip that writes it claims its successor.
         for completion in completions:
             # Only the entry of this very attempt: the same task may have been claimed again.
-            entry = self.running.get(completion.task.id)
-            if entry is not None and entry.task is completion.task:
+            attempt = self.running.get(completion.task.id)
+            if attempt is not None and attempt.task is completion.task:
                 del self.running[completion.task.id]
         progress = self._take_dirty_progress()
         # Tasks whose completion this cycle writes are done running: their slots are free now.
@@ -177,47 +161,37 @@ class WorkerEngine:
         finishing = sum(1 for completion in completions if completion.task.id in self.running)
         free = self.concurrency - len(self.running) + finishing if self.claiming else 0
         try:
-            written, claimed = await run_in_db_thread(
-                self._write_and_claim, completions, progress, free
-            )
+            claimed = await run_in_db_thread(self._finish_and_claim, completions, progress, free)
         except BaseException:
             self.completions[:0] = completions  # written next time, never dropped
             raise
         self.processed += len(completions)
-        changed = written + claimed
-        if changed:
-            publish_task_changes(changed)
         for task in claimed:
-            entry = _Running(task)
-            self.running[task.id] = entry
+            attempt = Attempt(task)
+            self.running[task.id] = attempt
             if task.cancel_requested:
                 # Cancelled while its last worker was lost or stopping: never run it again.
-                entry.cancel_reason = "Cancelled by request."
-                self._record_cancelled(entry, None)
+                attempt.cancel_reason = CANCELLED_BY_REQUEST
+                self._end(attempt, attempt.cancelled())
                 continue
             # Eager: the task runs at once, up to its first real wait; a tool that answers
             # without waiting (a cache hit, a stat) finishes here, with no trip through the loop.
-            entry.future = asyncio.eager_task_factory(asyncio.get_running_loop(), self._run(entry))
-            entry.future.add_done_callback(functools.partial(self._on_done, entry))
+            attempt.future = asyncio.eager_task_factory(
+                asyncio.get_running_loop(), self._run(attempt)
+            )
+            attempt.future.add_done_callback(functools.partial(self._on_done, attempt))
         if claimed and len(claimed) == free:
             self._wakeup.set()  # there may be more waiting
 
-    def _write_and_claim(
+    def _finish_and_claim(
         self, completions: list[Completion], progress: list[Task], free: int
-    ) -> tuple[list[Task], list[Task]]:
-        with write_lock(), transaction.atomic():
-            written = store.complete_tasks(self.worker_id, completions)
-            store.record_progress(self.worker_id, progress)
-            claimed = (
-                store.claim_runnable_tasks(
-                    self.worker_id, free, timezone.now(), self.lease, self.queues
-                )
-                if free > 0
-                else []
-            )
-        record_finished(written)  # after commit; on this database thread, off the event loop
+    ) -> list[Task]:
+        """On a database thread: one round trip of the loop, and the claimed tasks' owners."""
+        _, claimed = services.finish_and_claim(
+            self.worker_id, completions, progress, free, self.lease, self.queues
+        )
         self._load_owners({t.owner_id for t in claimed})
-        return written, claimed
+        return claimed
 
     def _load_owners(self, owner_ids: set[int]) -> None:
         missing = owner_ids - self.owners.keys()
@@ -226,190 +200,70 @@ class WorkerEngine:
             for user in users.only("id", "username", "is_staff"):
                 self.owners[user.id] = ToolOwner(user.id, user.get_username(), user.is_staff)
 
-    # --- one task ------------------------------------------------------------------------------------
+    # --- one attempt --------------------------------------------------------------------------------
 
-    async def _run(self, entry: _Running) -> None:
-        task = entry.task
-        current_task_id.set(task.id)  # this asyncio task's logs carry its id (tasks_app.logs)
-        started = time.perf_counter()
-        completion = Completion(task=task, status=TaskStatus.SUCCEEDED)
-        try:
-            outcome = await asyncio.wait_for(
-                run_tool(
-                    task.tool,
-                    task.args,
-                    self.owners[task.owner_id],
-                    timeout=task.timeout,
-                    report_progress=lambda done, total, message: self._progress(
-                        entry, done, total, message
-                    ),
-                ),
-                timeout=task.timeout,
-            )
-            completion.result, completion.cache_hit = outcome.result, outcome.cache_hit
-        except asyncio.CancelledError:
-            self._record_cancelled(entry, started)
+    async def _run(self, attempt: Attempt) -> None:
+        current_task_id.set(
+            attempt.task.id
+        )  # this asyncio task's logs carry its id (tasks_app.logs)
+        owner = self.owners[attempt.task.owner_id]
+        self._end(attempt, await attempt.run(owner, functools.partial(self._progress, attempt)))
+
+    def _end(self, attempt: Attempt, completion: Completion | None) -> None:
+        """An attempt is over: its end is written on the next cycle (None: not ours to write)."""
+        if completion is None:
+            if self.running.get(attempt.task.id) is attempt:
+                del self.running[attempt.task.id]
             return
-        except TimeoutError:
-            self._fail(
-                completion,
-                ToolError("timeout", f"Timed out after {task.timeout:g} s.", retryable=True),
-            )
-        except ToolError as error:
-            self._fail(completion, error)
-        except Exception as error:
-            logger.exception("task %s: tool %s raised", task.id, task.tool)
-            self._fail(completion, ToolError("internal_error", f"{type(error).__name__}: {error}"))
-        self._record(completion, started)
-
-    def _record(self, completion: Completion, started: float | None) -> None:
-        completion.finished_at = timezone.now()
-        completion.duration_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
         self.completions.append(completion)
         self._wakeup.set()
 
-    def _record_cancelled(self, entry: _Running, started: float | None) -> None:
-        """The end of a cancelled attempt, by why it was cancelled."""
-        task = entry.task
-        if entry.cancel_reason == LEASE_LOST:
-            # Another worker owns the task now (or it was cancelled): its row is not ours to
-            # write, and the fenced write would be refused anyway.
-            if self.running.get(task.id) is entry:
-                del self.running[task.id]
-            return
-        completion = Completion(task=task, status=TaskStatus.CANCELLED)
-        if entry.cancel_reason == SHUTDOWN:
-            # Back to the queue. The attempt started but never failed, so it must not use up
-            # the task's budget: max_attempts grows by one (attempts still counts every
-            # execution started, as the contract says).
-            completion.status = TaskStatus.QUEUED
-            completion.max_attempts = task.max_attempts + 1
-            completion.error = {"type": "worker_shutdown", "message": "The worker stopped."}
-        else:
-            completion.error = {"type": "cancelled", "message": entry.cancel_reason or "Cancelled."}
-        self._record(completion, started)
-
-    def _on_done(self, entry: _Running, future: asyncio.Task[None]) -> None:
-        # A task cancelled before its first step never enters _run's try block: its end is
-        # recorded here, or the row would stay running until the reaper took it back.
+    def _on_done(self, attempt: Attempt, future: asyncio.Task[None]) -> None:
+        # A task cancelled before its first step never enters Attempt.run's try block: its end
+        # is recorded here, or the row would stay running until the reaper took it back.
         if future.cancelled():
-            self._record_cancelled(entry, None)
+            self._end(attempt, attempt.cancelled())
 
-    def _fail(self, completion: Completion, error: ToolError) -> None:
-        task = completion.task
-        completion.error = error.as_dict()
-        if error.retryable and task.attempts < task.max_attempts:
-            completion.status = TaskStatus.QUEUED
-            completion.run_after = timezone.now() + backoff(task.attempts)
-        else:
-            completion.status = TaskStatus.FAILED
-
-    def _progress(self, entry: _Running, done: int | None, total: int | None, message: str) -> None:
-        entry.task.progress = {"done": done, "total": total, "message": message}
-        entry.progress_dirty = True
+    def _progress(
+        self, attempt: Attempt, done: int | None, total: int | None, message: str
+    ) -> None:
+        attempt.report_progress(done, total, message)
         if time.monotonic() - self._last_progress_flush >= PROGRESS_FLUSH_SECONDS:
             self._wakeup.set()
 
     def _take_dirty_progress(self) -> list[Task]:
         dirty = []
-        for entry in self.running.values():
-            if entry.progress_dirty and not (entry.future and entry.future.done()):
-                entry.progress_dirty = False
-                entry.task.version += 1
-                dirty.append(entry.task)
+        for attempt in self.running.values():
+            if attempt.progress_dirty and not (attempt.future and attempt.future.done()):
+                attempt.progress_dirty = False
+                attempt.task.version += 1
+                dirty.append(attempt.task)
         if dirty:
             self._last_progress_flush = time.monotonic()
         return dirty
 
-    # --- leases, heartbeat, reaper ---------------------------------------------------------------------
+    # --- leases, heartbeat, reaper (tasks_app.leases) ---------------------------------------------
 
     async def _housekeeping(self) -> None:
         self._last_housekeeping = time.monotonic()
         running = {
-            task_id: entry.task.attempts
-            for task_id, entry in self.running.items()
-            if entry.future is not None and not entry.future.done()
+            task_id: attempt.task.attempts
+            for task_id, attempt in self.running.items()
+            if attempt.is_running
         }
-        cancel_ids, lost_ids, reaped = await run_in_db_thread(self._renew_and_reap, running)
+        cancel_ids, lost_ids, reaped = await run_in_db_thread(self.leases.renew_and_reap, running)
         for task_id in cancel_ids:
             self.cancel(task_id)
         for task_id in lost_ids:
             logger.warning("task %s: lease lost, stopping this attempt", task_id)
             self.cancel(task_id, reason=LEASE_LOST)
         if reaped:
-            publish_task_changes(reaped)
             self._wakeup.set()
-
-    def _heartbeat(self) -> None:
-        WorkerHeartbeat.objects.update_or_create(
-            worker_id=self.worker_id,
-            defaults={
-                "hostname": socket.gethostname()[:255],
-                "pid": os.getpid(),
-                "last_heartbeat": timezone.now(),
-                "running": len(self.running),
-            },
-        )
-
-    def _renew_and_reap(self, running: dict[str, int]) -> tuple[list[str], list[str], list[Task]]:
-        """Renew the leases of the attempts this worker runs; return those to cancel (asked by a
-        user), those no longer ours (the lease expired and the reaper gave the task away: the
-        attempt must stop, lest two workers run the task), and the tasks reaped."""
-        now = timezone.now()
-        self._heartbeat()
-        cancel_ids: list[str] = []
-        lost_ids: list[str] = []
-        if running:
-            with transaction.atomic():
-                mine = Task.objects.filter(
-                    id__in=list(running), worker_id=self.worker_id, status=TaskStatus.RUNNING
-                )
-                mine.update(lease_expires_at=now + self.lease)
-                rows = {
-                    task_id: (attempts, cancel_requested)
-                    for task_id, attempts, cancel_requested in mine.values_list(
-                        "id", "attempts", "cancel_requested"
-                    )
-                }
-            for task_id, attempts in running.items():
-                row = rows.get(task_id)
-                if row is None or row[0] != attempts:
-                    lost_ids.append(task_id)
-                elif row[1]:
-                    cancel_ids.append(task_id)
-        with transaction.atomic():
-            reaped = reap_expired_leases(now)
-        return cancel_ids, lost_ids, reaped
 
     def _final_flush(self) -> None:
         completions, self.completions = self.completions, []
-        written = store.complete_tasks(self.worker_id, completions)
-        if written:
-            publish_task_changes(written)
-        WorkerHeartbeat.objects.filter(worker_id=self.worker_id).delete()
-
-
-def reap_expired_leases(now: Any, limit: int = 500) -> list[Task]:
-    """Tasks whose worker stopped renewing: back to ``queued``, or ``failed`` as lost when their
-    attempts are spent. Each row is changed only if it is still the expired attempt we read."""
-    expired = list(
-        Task.objects.running().filter(lease_expires_at__lt=now).order_by("lease_expires_at")[:limit]
-    )
-    changed = []
-    for task in expired:
-        if task.cancel_requested:
-            status = TaskStatus.CANCELLED
-            error = {"type": "cancelled", "message": "Cancelled by request (its worker was lost)."}
-        else:
-            # The lost attempt counts: a task that kills its worker every time must end.
-            status = TaskStatus.QUEUED if task.attempts < task.max_attempts else TaskStatus.FAILED
-            error = {
-                "type": "lost",
-                "message": f"Worker {task.worker_id} stopped renewing its lease.",
-            }
-        completion = Completion(task=task, status=status, error=error, finished_at=now)
-        changed.extend(store.complete_tasks(task.worker_id, [completion]))
-    return changed
+        services.finish_attempts(self.worker_id, completions)
+        self.leases.forget()
 
 
 _engine: WorkerEngine | None = None

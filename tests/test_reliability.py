@@ -9,6 +9,8 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import Client
@@ -16,7 +18,9 @@ from django.utils import timezone
 
 from tasks_app import services, store
 from tasks_app.errors import ApiError
+from tasks_app.events import owner_group
 from tasks_app.models import Task, TaskStatus
+from tasks_app.retry import status_after_failure
 from tasks_app.store import Completion
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -189,3 +193,38 @@ def test_prune_refuses_bad_options_and_respects_retention_off(alice: Any, settin
         with pytest.raises(CommandError):
             call_command("prune_tasks", *bad)
     assert Task.objects.count() == 1
+
+
+def next_deletion(layer: Any, channel: str) -> dict[str, Any]:
+    """The next message on ``channel`` that is not a task update (submits send those)."""
+    while (message := async_to_sync(layer.receive)(channel))["type"] == "task.updates":
+        pass
+    return message
+
+
+def test_deletes_tell_the_watchers_after_commit(alice: Any, admin_client: Client) -> None:
+    """The admin's delete and prune_tasks go through services: each deleted task's watchers get
+    a ``task.deleted`` message (queued tasks are not deleted, so nothing is said of them)."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(owner_group(alice.id), channel)
+    done, waiting = aged(alice, TaskStatus.SUCCEEDED, 10), aged(alice, TaskStatus.QUEUED, 0)
+    admin_client.post(
+        "/admin/tasks_app/task/",
+        {"action": "delete_finished_tasks", "_selected_action": [done.pk, waiting.pk]},
+    )
+    assert next_deletion(layer, channel) == {"type": "task.deleted", "id": done.pk}
+    assert list(Task.objects.values_list("pk", flat=True)) == [waiting.pk]
+
+    old = aged(alice, TaskStatus.FAILED, 10)
+    assert services.prune_finished_tasks(timedelta(days=7)) == 1
+    assert next_deletion(layer, channel) == {"type": "task.deleted", "id": old.pk}
+
+
+def test_one_rule_decides_whether_a_failed_attempt_is_tried_again(alice: Any) -> None:
+    task = read_task(alice, max_attempts=2)
+    task.attempts = 1
+    assert status_after_failure(task, retryable=True) == TaskStatus.QUEUED
+    assert status_after_failure(task, retryable=False) == TaskStatus.FAILED
+    task.attempts = 2
+    assert status_after_failure(task, retryable=True) == TaskStatus.FAILED

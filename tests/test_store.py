@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from tasks_app import store
 from tasks_app.models import Task, TaskStatus
+from tasks_app.services import reap_expired_leases
 from tasks_app.store import Completion
-from tasks_app.worker import reap_expired_leases
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 

@@ -125,6 +125,7 @@
     };
     socket.onmessage = function (event) {
       const message = JSON.parse(event.data);
+      if (message.type === "task.deleted") return;  // the page shows it until it is reloaded
       const tasks = message.type === "task.updates" ? message.tasks : [message.task];
       tasks.forEach(panel ? updateDetail : updateRow);
     };

@@ -1,8 +1,5 @@
-"""``manage.py prune_tasks``: delete finished tasks past the retention period, in batches.
-
-Batches keep each write transaction short, so workers and requests sharing a SQLite file wait
-for one batch at most, never for the whole purge.
-"""
+"""``manage.py prune_tasks``: delete finished tasks past the retention period, in batches
+(``tasks_app.services.prune_finished_tasks``)."""
 
 from __future__ import annotations
 
@@ -11,28 +8,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
-from django.utils import timezone
 
-from tasks_app.models import Task
-
-
-def prune_finished_tasks(
-    older_than: timedelta, batch_size: int = 1000, dry_run: bool = False
-) -> int:
-    """Delete (or, with ``dry_run``, count) the tasks that finished before now - ``older_than``."""
-    cutoff = timezone.now() - older_than
-    stale = Task.objects.finished().filter(finished_at__lt=cutoff)
-    if dry_run:
-        return stale.count()
-    deleted = 0
-    while True:
-        with transaction.atomic():
-            ids = list(stale.order_by("finished_at").values_list("id", flat=True)[:batch_size])
-            if not ids:
-                return deleted
-            Task.objects.filter(id__in=ids).delete()
-        deleted += len(ids)
+from tasks_app.services import prune_finished_tasks
 
 
 class Command(BaseCommand):

@@ -1,0 +1,114 @@
+"""One attempt of a task on a worker: run its tool under the task's timeout, and say how it ended.
+
+The attempt only decides (a ``Completion``: succeeded, failed, cancelled, or queued again); the
+engine (``tasks_app.worker``) hands its end to ``services.finish_attempts`` with the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from django.utils import timezone
+
+from tools_app.errors import ToolError
+from tools_app.runner import ToolOwner, run_tool
+
+from .models import Task, TaskStatus
+from .retry import backoff, status_after_failure
+from .store import Completion
+
+logger = logging.getLogger(__name__)
+
+# Reasons for cancelling a running attempt that are not a user's request.
+SHUTDOWN = "shutdown"
+LEASE_LOST = "lease lost"
+CANCELLED_BY_REQUEST = "Cancelled by request."
+
+
+class Attempt:
+    """A claimed task and the asyncio task running it."""
+
+    __slots__ = ("cancel_reason", "future", "progress_dirty", "started", "task")
+
+    def __init__(self, task: Task, future: asyncio.Task[None] | None = None) -> None:
+        self.task = task
+        self.future = future
+        self.cancel_reason: str | None = None
+        self.progress_dirty = False
+        self.started: float | None = None  # perf_counter() when the tool started
+
+    @property
+    def is_running(self) -> bool:
+        return self.future is not None and not self.future.done()
+
+    async def run(self, owner: ToolOwner, report_progress: Any) -> Completion | None:
+        """Run the tool; the attempt's end (None: cancelled because its lease was lost)."""
+        task = self.task
+        self.started = time.perf_counter()
+        completion = Completion(task=task, status=TaskStatus.SUCCEEDED)
+        try:
+            outcome = await asyncio.wait_for(
+                run_tool(
+                    task.tool,
+                    task.args,
+                    owner,
+                    timeout=task.timeout,
+                    report_progress=report_progress,
+                ),
+                timeout=task.timeout,
+            )
+            completion.result, completion.cache_hit = outcome.result, outcome.cache_hit
+        except asyncio.CancelledError:
+            return self.cancelled()
+        except TimeoutError:
+            self._fail(
+                completion,
+                ToolError("timeout", f"Timed out after {task.timeout:g} s.", retryable=True),
+            )
+        except ToolError as error:
+            self._fail(completion, error)
+        except Exception as error:
+            logger.exception("task %s: tool %s raised", task.id, task.tool)
+            self._fail(completion, ToolError("internal_error", f"{type(error).__name__}: {error}"))
+        return self._timed(completion)
+
+    def cancelled(self) -> Completion | None:
+        """The end of a cancelled attempt, by why it was cancelled; None when the row is no longer
+        this attempt's to write (its lease was lost: another worker owns the task now, and the
+        fenced write would be refused anyway)."""
+        task = self.task
+        if self.cancel_reason == LEASE_LOST:
+            return None
+        completion = Completion(task=task, status=TaskStatus.CANCELLED)
+        if self.cancel_reason == SHUTDOWN:
+            # Back to the queue. The attempt started but never failed, so it must not use up
+            # the task's budget: max_attempts grows by one (attempts still counts every
+            # execution started, as the contract says).
+            completion.status = TaskStatus.QUEUED
+            completion.max_attempts = task.max_attempts + 1
+            completion.error = {"type": "worker_shutdown", "message": "The worker stopped."}
+        else:
+            completion.error = {"type": "cancelled", "message": self.cancel_reason or "Cancelled."}
+        return self._timed(completion)
+
+    def _timed(self, completion: Completion) -> Completion:
+        completion.finished_at = timezone.now()
+        completion.duration_ms = (
+            0.0 if self.started is None else (time.perf_counter() - self.started) * 1000
+        )
+        return completion
+
+    @staticmethod
+    def _fail(completion: Completion, error: ToolError) -> None:
+        task = completion.task
+        completion.error = error.as_dict()
+        completion.status = status_after_failure(task, retryable=error.retryable)
+        if completion.status == TaskStatus.QUEUED:
+            completion.run_after = timezone.now() + backoff(task.attempts)
+
+    def report_progress(self, done: int | None, total: int | None, message: str) -> None:
+        self.task.progress = {"done": done, "total": total, "message": message}
+        self.progress_dirty = True
