@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import shutil
@@ -26,32 +27,34 @@ class DeletePathArgs(ToolArgs):
 
 
 def delete_entry(workspace: Workspace, path: str, recursive: bool) -> str:
-    """Blocking. Deletes the entry itself: a symlink is removed, never what it points to, so
-    only its folder is resolved (and must be inside the workspace)."""
-    folder, name = posixpath.split(path.rstrip("/"))
-    if name in ("", ".", ".."):
-        target = workspace.resolve(path)  # a folder reached through "..": no link to spare
-    else:
-        target = workspace.resolve(folder or ".") / name
-    if target == workspace.root:
-        raise ToolError("forbidden_path", "the workspace itself cannot be deleted")
+    """Blocking. Deletes the entry itself, in its open parent folder: a symlink is removed,
+    never what it points to."""
     try:
-        mode = os.lstat(target).st_mode
+        folder, name = workspace.open_parent(path)
+    except FileNotFoundError:
+        raise ToolError("not_found", f"{path!r} does not exist") from None
+    except NotADirectoryError:
+        raise ToolError("not_found", f"a parent of {path!r} is a file") from None
+    try:
+        shown = workspace.entry_name(folder, name)
+        mode = os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
         if stat.S_ISDIR(mode):
             if recursive:
                 # rmtree does not follow symlinks inside the tree (fd-based on Linux).
-                shutil.rmtree(target)
+                shutil.rmtree(name, dir_fd=folder)
             else:
-                os.rmdir(target)
+                os.rmdir(name, dir_fd=folder)
         else:
-            os.unlink(target)
+            os.unlink(name, dir_fd=folder)
     except FileNotFoundError:
         raise ToolError("not_found", f"{path!r} does not exist") from None
     except OSError as exc:
-        if not recursive and exc.errno == 39:  # ENOTEMPTY
+        if not recursive and exc.errno == errno.ENOTEMPTY:
             raise ToolError("not_empty", f"{path!r} is a non-empty folder; set recursive") from None
         raise ToolError("delete_failed", f"{path!r}: {exc.strerror}") from None
-    return workspace.relative(target)
+    finally:
+        os.close(folder)
+    return shown
 
 
 @register

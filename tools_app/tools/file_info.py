@@ -17,6 +17,15 @@ class FileInfoArgs(ToolArgs):
     sha256: bool = False
 
 
+def _stat(workspace: Workspace, path: str) -> tuple[str, os.stat_result]:
+    """Its name (symlinks resolved) and stat, through a descriptor opened beneath the workspace."""
+    fd = workspace.open(path, os.O_PATH)
+    try:
+        return workspace.name_of(fd, path), os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 @register
 class FileInfo(Tool):
     name = "file_info"
@@ -32,18 +41,17 @@ class FileInfo(Tool):
         return file_basis(workspace, path, {**args.model_dump(), "path": str(path)})
 
     async def run(self, args: FileInfoArgs, ctx: ToolContext) -> dict[str, Any]:
-        path = await offload(ctx.workspace.resolve, args.path)
         try:
-            st = await offload(os.stat, path)
+            name, st = await offload(_stat, ctx.workspace, args.path)
         except FileNotFoundError:
             raise ToolError("not_found", f"{args.path!r} does not exist") from None
         kind = entry_type(st.st_mode)
         info: dict[str, Any] = {
-            "path": ctx.workspace.relative(path),
+            "path": name,
             "type": kind,
             "size": st.st_size,
             "modified": iso_time(st.st_mtime),
         }
         if args.sha256 and kind == "file":
-            info["sha256"] = (await hash_stream(path, hashlib.sha256(), ctx))[0]
+            info["sha256"] = (await hash_stream(args.path, hashlib.sha256(), ctx))[0]
         return info

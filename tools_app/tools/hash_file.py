@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ToolError
@@ -29,11 +28,11 @@ class HashFileArgs(ToolArgs):
 
 
 def _hash_blocking(
-    path: Path, digest: Any, stop: threading.Event, report: ProgressCallback
+    workspace: Workspace, path: str, digest: Any, stop: threading.Event, report: ProgressCallback
 ) -> tuple[str, int]:
     """Stream the file through ``digest`` one chunk at a time (hashlib releases the GIL)."""
     size = 0
-    with open(path, "rb") as handle:
+    with open(workspace.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
         total = os.fstat(handle.fileno()).st_size
         while chunk := handle.read(CHUNK_BYTES):
             if stop.is_set():
@@ -45,20 +44,20 @@ def _hash_blocking(
     return digest.hexdigest(), size
 
 
-async def hash_stream(path: Path, digest: Any, ctx: ToolContext) -> tuple[str, int]:
-    """The hex digest and size of the file at ``path``, streamed in a thread; the thread stops
-    at the next chunk when the task is cancelled or times out."""
+async def hash_stream(path: str, digest: Any, ctx: ToolContext) -> tuple[str, int]:
+    """The hex digest and size of the workspace's file ``path``, streamed in a thread; the
+    thread stops at the next chunk when the task is cancelled or times out."""
     stop = threading.Event()
     try:
-        return await offload_long(_hash_blocking, path, digest, stop, ctx.progress_from_thread())
+        return await offload_long(
+            _hash_blocking, ctx.workspace, path, digest, stop, ctx.progress_from_thread()
+        )
     except FileNotFoundError:
-        raise ToolError("not_found", f"{ctx.workspace.relative(path)!r} does not exist") from None
+        raise ToolError("not_found", f"{path!r} does not exist") from None
     except IsADirectoryError:
-        raise ToolError("is_a_directory", f"{ctx.workspace.relative(path)!r} is a folder") from None
+        raise ToolError("is_a_directory", f"{path!r} is a folder") from None
     except PermissionError:
-        raise ToolError(
-            "permission_denied", f"{ctx.workspace.relative(path)!r} cannot be read"
-        ) from None
+        raise ToolError("permission_denied", f"{path!r} cannot be read") from None
     finally:
         stop.set()
 
@@ -76,8 +75,8 @@ class HashFile(Tool):
         return file_basis(workspace, path, {**args.model_dump(), "path": str(path)})
 
     async def run(self, args: HashFileArgs, ctx: ToolContext) -> dict[str, Any]:
-        path = await offload(ctx.workspace.resolve, args.path)
-        hexdigest, size = await hash_stream(path, hashlib.new(args.algorithm), ctx)
+        path = await offload(ctx.workspace.resolve, args.path)  # names it; never opened by name
+        hexdigest, size = await hash_stream(args.path, hashlib.new(args.algorithm), ctx)
         return {
             "path": ctx.workspace.relative(path),
             "algorithm": args.algorithm,

@@ -49,10 +49,10 @@ class ReadFile(Tool):
         return file_basis(workspace, path, {**args.model_dump(), "path": str(path)}, st)
 
     async def run(self, args: ReadFileArgs, ctx: ToolContext) -> dict[str, Any]:
-        path = await offload(ctx.workspace.resolve, args.path)
         wanted = args.length if args.length is not None else MAX_READ_BYTES
         try:
-            async with aiofiles.open(path, "rb") as handle:
+            fd = await offload(ctx.workspace.open, args.path, os.O_RDONLY | os.O_NONBLOCK)
+            async with aiofiles.open(fd, "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
                 await handle.seek(args.offset)
                 data = await handle.read(wanted)
