@@ -29,6 +29,8 @@ from typing import Any
 
 from .workspace import Workspace
 
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY
+
 
 @dataclass(frozen=True)
 class CacheBasis:
@@ -99,35 +101,47 @@ def state_of(
 
 
 def walk_folders(
-    root: Path, recursive: bool, include_hidden: bool
+    root: Path, recursive: bool, include_hidden: bool, top_fd: int | None = None
 ) -> Iterator[tuple[str, list[str], list[os.stat_result]]]:
     """Each folder under ``root`` (``root`` first) as its path, its entries' names and their
     lstats. Symlinked folders are not followed (their targets may lie outside the workspace);
     entries vanishing meanwhile are skipped. The one walk that listings, searches and their
     fingerprints share: each folder is opened once and its entries stat'ed by bare name through
-    the descriptor (``fstatat``: no path lookup, no DirEntry, no Path)."""
-    top = str(root)
-    pending = [top]
-    while pending:
-        folder = pending.pop()
-        try:
-            # O_NOFOLLOW: a folder swapped for a symlink since its lstat is not entered (ELOOP).
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:  # gone, no longer a folder, unreadable, or now a symlink
-            if folder == top:
-                raise
-            continue
-        try:
+    the descriptor (``fstatat``: no path lookup, no DirEntry, no Path).
+
+    Each subfolder is opened by its bare name in its parent's descriptor with ``O_NOFOLLOW``, so
+    a folder swapped for a symlink meanwhile is not entered, wherever it is on the way.
+    ``top_fd``: ``root`` already opened (beneath the workspace); ``root`` then only names it.
+    Only the folders from ``root`` down to the current one are open at a time."""
+    fd = os.dup(top_fd) if top_fd is not None else os.open(root, _FOLDER | os.O_NOFOLLOW)
+    # Depth first; each level: its path, its descriptor, the subfolders still to visit.
+    levels: list[tuple[str, int, Iterator[str]]] = []
+    folder = str(root)
+    try:
+        while True:
             names, stats = _list_folder(fd, include_hidden)
-        finally:
+            yield folder, names, stats
+            subfolders = [n for n, st in zip(names, stats, strict=True) if S_ISDIR(st.st_mode)]
+            levels.append((folder, fd, iter(subfolders if recursive else [])))
+            fd = -1
+            while levels and fd < 0:
+                parent, parent_fd, rest = levels[-1]
+                name = next(rest, None)
+                if name is None:
+                    os.close(levels.pop()[1])
+                    continue
+                try:
+                    fd = os.open(name, _FOLDER | os.O_NOFOLLOW, dir_fd=parent_fd)
+                except OSError:  # gone, no longer a folder, unreadable, or now a symlink
+                    continue
+                folder = f"{parent}/{name}"
+            if fd < 0:
+                return
+    finally:
+        if fd >= 0:
             os.close(fd)
-        yield folder, names, stats
-        if recursive:
-            pending += [
-                f"{folder}/{name}"
-                for name, st in zip(names, stats, strict=True)
-                if S_ISDIR(st.st_mode)
-            ]
+        for _, level_fd, _ in levels:
+            os.close(level_fd)
 
 
 def _list_folder(fd: int, include_hidden: bool) -> tuple[list[str], list[os.stat_result]]:
@@ -149,11 +163,11 @@ def _list_folder(fd: int, include_hidden: bool) -> tuple[list[str], list[os.stat
 
 
 def walk_tree(
-    root: Path, recursive: bool, include_hidden: bool
+    root: Path, recursive: bool, include_hidden: bool, top_fd: int | None = None
 ) -> Iterator[tuple[str, os.stat_result]]:
     """The path of every entry under ``root`` with its lstat, folders before their entries:
     ``walk_folders`` entry by entry."""
-    for folder, names, stats in walk_folders(root, recursive, include_hidden):
+    for folder, names, stats in walk_folders(root, recursive, include_hidden, top_fd):
         for name, st in zip(names, stats, strict=True):
             yield f"{folder}/{name}", st
 

@@ -33,27 +33,35 @@ def iso_time(seconds: float) -> str:
 
 
 def list_entries(
-    workspace: Workspace, root: Path, recursive: bool, hidden: bool
+    workspace: Workspace, folder: str, recursive: bool, hidden: bool
 ) -> list[dict[str, Any]]:
-    """Blocking: the entries under ``root``, sorted by path. Symlinked folders are not followed."""
+    """Blocking: the entries under ``folder``, sorted by path. Symlinked folders are not
+    followed; the walk starts from the folder opened beneath the workspace."""
     entries: list[dict[str, Any]] = []
-    base = workspace.relative(root)
-    for path, st in walk_tree(root, recursive, hidden):
-        kind = entry_type(st.st_mode)
-        relative = relative_name(root, path)
-        entries.append(
-            {
-                "name": relative.rsplit("/", 1)[-1],
-                "path": relative if base == "." else f"{base}/{relative}",
-                "type": kind,
-                "size": st.st_size if kind == "file" else None,
-                "modified": iso_time(st.st_mtime),
-            }
-        )
-        if len(entries) > MAX_ENTRIES:
-            raise ToolError("too_many_entries", f"more than {MAX_ENTRIES} entries")
+    top = workspace.open_folder(folder)
+    try:
+        base = workspace.name_of(top, folder)
+        root = workspace.root / base
+        for path, st in walk_tree(root, recursive, hidden, top):
+            entries.append(_entry(root, base, path, st))
+            if len(entries) > MAX_ENTRIES:
+                raise ToolError("too_many_entries", f"more than {MAX_ENTRIES} entries")
+    finally:
+        os.close(top)
     entries.sort(key=lambda item: item["path"])
     return entries
+
+
+def _entry(root: Path, base: str, path: str, st: os.stat_result) -> dict[str, Any]:
+    kind = entry_type(st.st_mode)
+    relative = relative_name(root, path)
+    return {
+        "name": relative.rsplit("/", 1)[-1],
+        "path": relative if base == "." else f"{base}/{relative}",
+        "type": kind,
+        "size": st.st_size if kind == "file" else None,
+        "modified": iso_time(st.st_mtime),
+    }
 
 
 @register
@@ -72,10 +80,9 @@ class ListDirectory(Tool):
         return tree_basis(workspace, path, normalized, args.recursive, args.include_hidden)
 
     async def run(self, args: ListDirectoryArgs, ctx: ToolContext) -> dict[str, Any]:
-        path = await offload(ctx.workspace.resolve, args.path)
         try:
             entries = await offload(
-                list_entries, ctx.workspace, path, args.recursive, args.include_hidden
+                list_entries, ctx.workspace, args.path, args.recursive, args.include_hidden
             )
         except FileNotFoundError:
             raise ToolError("not_found", f"{args.path!r} does not exist") from None

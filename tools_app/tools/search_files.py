@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
 import stat
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import regex
 from pydantic import Field, model_validator
 
+from ..beneath import FOLDER, open_beneath
 from ..errors import ToolError
 from ..fingerprint import CacheBasis, file_basis, relative_name, tree_basis, walk_tree
 from ..registry import (
@@ -28,7 +30,6 @@ from ..registry import (
     Tool,
     ToolArgs,
     ToolContext,
-    offload,
     offload_long,
     register,
 )
@@ -67,12 +68,13 @@ def glob_matches(pattern: str, relative: str) -> bool:
     return fnmatch.fnmatchcase(relative.rsplit("/", 1)[-1], pattern)
 
 
-def candidate_files(root: Path, pattern: str) -> list[tuple[Path, str]]:
-    """Regular files under ``root`` (hidden ones and symlinks skipped) whose path matches."""
-    if not stat.S_ISDIR(os.stat(root).st_mode):  # FileNotFoundError: the tool says not_found
+def candidate_files(root: Path, top: int, pattern: str) -> list[tuple[Path, str]]:
+    """Regular files under ``root`` (open as ``top``; hidden ones and symlinks skipped) whose
+    path matches."""
+    if not stat.S_ISDIR(os.fstat(top).st_mode):
         return [(root, root.name)] if glob_matches(pattern, root.name) else []
     found = []
-    for path, st in walk_tree(root, recursive=True, include_hidden=False):
+    for path, st in walk_tree(root, recursive=True, include_hidden=False, top_fd=top):
         if stat.S_ISREG(st.st_mode):
             relative = relative_name(root, path)
             if glob_matches(pattern, relative):
@@ -101,9 +103,26 @@ class _Search:
                 "regex_timeout", "the regular expression took too long; simplify it"
             ) from None
 
-    def run(self, workspace: Workspace, root: Path, report: ProgressCallback) -> dict[str, Any]:
-        files = candidate_files(root, self.args.glob)
-        base = workspace.relative(root)
+    def run(self, workspace: Workspace, report: ProgressCallback) -> dict[str, Any]:
+        # Every file is opened beneath the workspace's descriptor, by its path from there, so a
+        # folder swapped for a symlink during the search leads nowhere outside.
+        top = workspace.open(self.args.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            named = workspace.name_of(top, self.args.path)
+            files = candidate_files(workspace.root / named, top, self.args.glob)
+            # Matches are named from the folder searched (a file's: its own folder).
+            base = named if stat.S_ISDIR(os.fstat(top).st_mode) else posixpath.dirname(named)
+        finally:
+            os.close(top)
+        self.workspace_fd = workspace.open(".", FOLDER)
+        try:
+            return self._scan(files, base, report)
+        finally:
+            os.close(self.workspace_fd)
+
+    def _scan(
+        self, files: list[tuple[Path, str]], base: str, report: ProgressCallback
+    ) -> dict[str, Any]:
         matches: list[dict[str, Any]] = []
         scanned = 0
         truncated = False
@@ -115,7 +134,7 @@ class _Search:
             scanned += 1
             if scanned % PROGRESS_EVERY_FILES == 0:
                 report(scanned, len(files), f"{scanned} of {len(files)} files scanned")
-            name = relative if base == "." else f"{base}/{relative}"
+            name = relative if base in (".", "") else f"{base}/{relative}"
             if self.args.contains is None:
                 matches.append({"path": name, "line": None, "text": None})
             else:
@@ -128,7 +147,8 @@ class _Search:
 
     def _search_file(self, path: Path, name: str, room: int) -> list[dict[str, Any]]:
         try:
-            with open(path, "rb") as handle:
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+            with open(open_beneath(self.workspace_fd, name, flags), "rb") as handle:
                 if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
                     return []
                 data = handle.read()
@@ -170,12 +190,11 @@ class SearchFiles(Tool):
         return tree_basis(workspace, path, normalized, recursive=True, include_hidden=False)
 
     async def run(self, args: SearchFilesArgs, ctx: ToolContext) -> dict[str, Any]:
-        root = await offload(ctx.workspace.resolve, args.path)
         deadline = time.monotonic() + (ctx.limit(None) or DEFAULT_DEADLINE_SECONDS)
         stop = threading.Event()
         search = _Search(args, deadline, stop)
         try:
-            return await offload_long(search.run, ctx.workspace, root, ctx.progress_from_thread())
+            return await offload_long(search.run, ctx.workspace, ctx.progress_from_thread())
         except FileNotFoundError:
             raise ToolError("not_found", f"{args.path!r} does not exist") from None
         finally:
