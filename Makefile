@@ -12,6 +12,7 @@ run:
 	scripts/run
 
 test: setup
+	scripts/setup-mcp-clients
 	scripts/ensure-redis
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run

@@ -10,13 +10,16 @@ django_application = get_asgi_application()
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from clawsite.handlers import ApiASGIHandler, route_api  # noqa: E402
+from clawsite.handlers import ApiASGIHandler, route_api, route_path  # noqa: E402
 from tasks_app.consumers import TaskWorkerConsumer  # noqa: E402
+from tasks_app.mcp.transport import mcp_application  # noqa: E402
 from tasks_app.routing import WebsocketAuthMiddleware, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": route_api(ApiASGIHandler(), django_application),
+        "http": route_path(
+            "/mcp", mcp_application, route_api(ApiASGIHandler(), django_application)
+        ),
         "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
         "channel": ChannelNameRouter(
             {settings.CLAWSITE_WORKER_CHANNEL: TaskWorkerConsumer.as_asgi()}

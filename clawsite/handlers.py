@@ -47,3 +47,14 @@ def route_api(api: Any, site: Any, prefix: str = "/api/") -> Any:
         await target(scope, receive, send)
 
     return application
+
+
+def route_path(path: str, app: Any, rest: Any) -> Any:
+    """An ASGI app sending exactly ``path`` to ``app`` (MCP's one endpoint) and the rest to
+    ``rest``. (Channels' URLRouter raises on paths it has no route for.)"""
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        target = app if scope["path"] == path else rest
+        await target(scope, receive, send)
+
+    return application

@@ -46,5 +46,9 @@ class TaskListQuery(BaseModel):
     cursor: str | None = Field(None, max_length=200)
 
 
+class ToolListQuery(BaseModel):
+    format: Literal["openai", "anthropic"] | None = None
+
+
 class WaitQuery(BaseModel):
     wait: float | None = Field(None, ge=0, le=60)

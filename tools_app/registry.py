@@ -60,6 +60,9 @@ class Tool:
     description: ClassVar[str]
     Args: ClassVar[type[ToolArgs]]
     read_only: ClassVar[bool] = False
+    # Hints for agents (MCP tool annotations): may destroy data; reaches outside the workspace.
+    destructive: ClassVar[bool] = False
+    open_world: ClassVar[bool] = False
     cacheable: ClassVar[bool] = False
     version: ClassVar[int] = 1
     default_timeout: ClassVar[float] = 30.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from datetime import datetime
@@ -12,22 +11,27 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils.dateparse import parse_datetime
 
+from tools_app.formats import AGENT_FORMATS
 from tools_app.registry import all_tools
 
 from .. import services, store
 from ..db import GroupCommit, run_in_db_thread
 from ..errors import ApiError
 from ..models import Task
-from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, WaitQuery
+from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, ToolListQuery, WaitQuery
 from ..serializers import task_to_dict
 from ..stats import get_stats
+from ..waiting import await_task
 from .base import endpoint, json_body, parse, query, respond
-
-WAIT_POLL_SECONDS = (0.05, 0.1, 0.2, 0.4, 0.5)
 
 
 async def list_tools(request: HttpRequest, user: Any) -> HttpResponse:
-    return respond({"tools": [tool.describe(user) for tool in all_tools()]})
+    params = query(request, ToolListQuery)
+    if params.format is None:
+        return respond({"tools": [tool.describe(user) for tool in all_tools()]})
+    # Agent frameworks get only what they may call: the caller's enabled tools.
+    export = AGENT_FORMATS[params.format]
+    return respond({"tools": [export(tool) for tool in all_tools() if tool.is_enabled(user)]})
 
 
 # --- submit ----------------------------------------------------------------------------------------
@@ -126,14 +130,9 @@ async def get_task(request: HttpRequest, user: Any, task_id: str) -> HttpRespons
     params = query(request, WaitQuery)
     task = await run_in_db_thread(_visible_task, user, task_id)
     if params.wait:
-        # Long polling for clients without websockets: the row is the truth, so poll it, gently.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + params.wait
-        step = 0
-        while not task.is_terminal and loop.time() < deadline:
-            await asyncio.sleep(min(WAIT_POLL_SECONDS[min(step, 4)], deadline - loop.time()))
-            step += 1
-            task = await run_in_db_thread(_visible_task, user, task_id)
+        task = await await_task(
+            task, lambda: run_in_db_thread(_visible_task, user, task_id), wait=params.wait
+        )
     return respond(task_to_dict(task))
 
 

@@ -60,6 +60,7 @@ def delete_entry(workspace: Workspace, path: str, recursive: bool) -> str:
 @register
 class DeletePath(Tool):
     name = "delete_path"
+    destructive = True
     description = "Delete a file, symlink or folder of the workspace (a non-empty folder only with recursive)."
     Args = DeletePathArgs
 

@@ -167,6 +167,7 @@ async def fetch(args: HttpFetchArgs, time_limit: float) -> dict[str, Any]:
 @register
 class HttpFetch(Tool):
     name = "http_fetch"
+    open_world = True
     description = (
         "Fetch a URL over HTTP(S) from a public address (private, loopback, link-local and "
         "metadata addresses refused unless CLAWSITE_HTTP_ALLOW_PRIVATE); size and time limited."

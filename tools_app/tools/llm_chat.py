@@ -89,6 +89,7 @@ async def _error_for(response: httpx.Response) -> ToolError:
 @register
 class LlmChat(Tool):
     name = "llm_chat"
+    open_world = True
     description = (
         "Ask the configured OpenAI-compatible chat endpoint (CLAWSITE_LLM_BASE_URL); the answer "
         "streams in as progress."

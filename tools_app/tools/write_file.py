@@ -105,6 +105,7 @@ class _Target:
 @register
 class WriteFile(Tool):
     name = "write_file"
+    destructive = True
     description = "Write (or append to) a text file of the workspace; parent folders are created."
     Args = WriteFileArgs
 
