@@ -13,7 +13,7 @@ from tools_app.errors import ToolError
 from tools_app.registry import offload
 from tools_app.runner import ToolOwner, run_tool
 from tools_app.tools.read_file import MAX_READ_BYTES
-from tools_app.workspace import Workspace
+from tools_app.workspace import Workspace, check_relative_path
 
 from .protocol import INVALID_PARAMS, RESOURCE_NOT_FOUND, McpError, Request
 
@@ -73,7 +73,11 @@ async def list_resources(request: Request) -> dict[str, Any]:
 def _path_of(uri: Any) -> str:
     if not isinstance(uri, str) or not uri.startswith(URI_PREFIX):
         raise McpError(INVALID_PARAMS, f"Resources are {URI_PREFIX}<path> URIs.")
-    return unquote(uri.removeprefix(URI_PREFIX))
+    path = unquote(uri.removeprefix(URI_PREFIX))
+    try:
+        return check_relative_path(path)  # refused before reading, as the tools refuse it
+    except ValueError as error:
+        raise McpError(INVALID_PARAMS, f"invalid_path: {error}", {"uri": uri}) from None
 
 
 async def read_resource(request: Request) -> dict[str, Any]:
