@@ -41,6 +41,7 @@ class TaskAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "tool",
+        "source",
         "status",
         "owner",
         "priority",
@@ -48,7 +49,7 @@ class TaskAdmin(admin.ModelAdmin):
         "created_at",
         "duration_ms",
     )
-    list_filter = ("status", "tool", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_filter = ("status", "tool", "source", ("owner", admin.RelatedOnlyFieldListFilter))
     # Any part of the id, not only its start: ids begin with their creation time (UUIDv7), so
     # the tasks of the same minute share a prefix, and the random tail is what tells them apart.
     search_fields = ("id", "args")

@@ -106,6 +106,13 @@ def _after_commit(tasks: Sequence[Task], *, wake: bool = False) -> None:
     transaction.on_commit(notify)
 
 
+# (owner, [(submission, tool), ...]) or (owner, [...], source): see submit_grouped.
+SubmitRequest = (
+    tuple[Any, Sequence[tuple[TaskSubmission, Tool]]]
+    | tuple[Any, Sequence[tuple[TaskSubmission, Tool]], str]
+)
+
+
 def submit_tasks(
     owner: Any,
     validated: Sequence[tuple[TaskSubmission, Tool]],
@@ -126,27 +133,33 @@ def submit_tasks(
 
 
 def submit_grouped(
-    requests: Sequence[tuple[Any, Sequence[tuple[TaskSubmission, Tool]]]],
+    requests: Sequence[SubmitRequest],
 ) -> list[list[tuple[Task, bool]] | Exception]:
     """Several callers' ``submit_tasks`` in one transaction: one commit for all (group commit).
+    Each request is ``(owner, validated)``, or ``(owner, validated, source)`` when the tasks
+    come from elsewhere than the API (MCP).
 
     Without idempotency keys nothing can conflict, so all the new tasks go in one statement.
     With keys, each request runs in its own savepoint, so one that fails (an idempotency
     ``conflict``) changes nothing and leaves the others alone; its exception is its result.
     """
+    sourced = [(r[0], r[1], r[2] if len(r) > 2 else TaskSource.API) for r in requests]
     with write_lock(), transaction.atomic():
-        if not any(s.idempotency_key for _, validated in requests for s, _ in validated):
+        if not any(s.idempotency_key for _, validated, _ in sourced for s, _ in validated):
             now, order = timezone.now(), itertools.count()
             results = [
-                [(_new_task(owner, s, tool, now, next(order)), True) for s, tool in validated]
-                for owner, validated in requests
+                [
+                    (_new_task(owner, s, tool, now, next(order), source), True)
+                    for s, tool in validated
+                ]
+                for owner, validated, source in sourced
             ]
             _insert([task for outcome in results for task, _ in outcome])
             return results
         grouped: list[list[tuple[Task, bool]] | Exception] = []
-        for owner, validated in requests:
+        for owner, validated, source in sourced:
             try:
-                grouped.append(submit_tasks(owner, validated))
+                grouped.append(submit_tasks(owner, validated, source))
             except (ApiError, IntegrityError) as error:
                 grouped.append(error)
     return grouped

@@ -55,6 +55,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
         tasks = tasks.filter(status=status)
     if tool:
         tasks = tasks.filter(tool=tool)
+    source = request.GET.get("source", "")
+    source = source if source in TaskSource.values else ""
+    if source:
+        tasks = tasks.filter(source=source)
     page = Paginator(tasks, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
@@ -63,6 +67,8 @@ def task_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "status": status,
             "tool": tool,
+            "source": source,
+            "sources": TaskSource.values,
             "statuses": TaskStatus.values,
             "tools": [t.name for t in all_tools()],
         },

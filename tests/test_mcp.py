@@ -103,6 +103,7 @@ def test_every_enabled_tool_called_through_mcp_is_a_clawsite_task(
         assert result["isError"] is False, (name, result)
         task = mcp.task(task_id_of(answer))
         assert (task["tool"], task["args"], task["status"]) == (name, args, "succeeded")
+        assert task["source"] == "mcp"
         assert result["structuredContent"] == task["result"]
         assert json.loads(text_of(answer)) == task["result"]
     by_name = dict(zip(calls, answers, strict=True))

@@ -32,7 +32,8 @@
 
   function matchesFilters(task) {
     return (!table.dataset.status || table.dataset.status === task.status) &&
-      (!table.dataset.tool || table.dataset.tool === task.tool);
+      (!table.dataset.tool || table.dataset.tool === task.tool) &&
+      (!table.dataset.source || table.dataset.source === task.source);
   }
 
   function updateRow(task) {
@@ -54,7 +55,8 @@
     link.textContent = task.id.slice(0, 12) + "…";
     const first = document.createElement("td");
     first.appendChild(link);
-    fresh.append(first, cell(task.tool), cell(task.status, "status status-" + task.status),
+    fresh.append(first, cell(task.tool), cell(task.source, "source source-" + task.source),
+      cell(task.status, "status status-" + task.status),
       timeCell(task.created_at), cell(task.duration_ms == null ? "" : task.duration_ms.toFixed(1)));
     if (row) { row.replaceWith(fresh); return; }
     const empty = body.querySelector("tr.empty");

@@ -10,7 +10,7 @@ from typing import Any
 from ..api.views import submit_together
 from ..db import run_in_db_thread
 from ..errors import ApiError
-from ..models import Task
+from ..models import Task, TaskSource
 from ..services import cancel_task, validate_submission
 from ..store import fetch_task
 from ..waiting import await_task
@@ -73,7 +73,7 @@ async def _submit(request: Request, name: Any, arguments: Any) -> Task:
         raise McpError(INVALID_PARAMS, "tools/call arguments must be an object.")
     try:
         validated = validate_submission({"tool": name, "args": arguments or {}}, request.user)
-        [(task, _)] = await submit_together((request.user, [validated]))
+        [(task, _)] = await submit_together((request.user, [validated], TaskSource.MCP))
     except ApiError as error:
         if error.code in ("unknown_tool", "tool_disabled"):
             raise McpError(INVALID_PARAMS, f"Unknown tool: {name}") from None
