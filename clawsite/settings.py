@@ -265,3 +265,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("CLAWSITE_LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# --- Flow control (API.md "Flow control"; tasks_app.flow, tasks_app.limits) ---------------------------
+# Requests per user, as N/s, N/m or N/h (e.g. 600/m); empty: no limit. Over it: 429 rate_limited.
+CLAWSITE_API_RATE = os.environ.get("CLAWSITE_API_RATE", "")
+# Queued tasks a submit may leave, per user and in all (0: no limit). Over either: 429 queue_full.
+CLAWSITE_MAX_QUEUED_PER_USER = envint("CLAWSITE_MAX_QUEUED_PER_USER", 0)
+CLAWSITE_MAX_QUEUED = envint("CLAWSITE_MAX_QUEUED", 0)
+# Limits on running work, seeded into the admin's Limit rows (staff edit them there), e.g.
+# {"tool:llm_chat": {"concurrency": 5, "rate": "40/m"}, "queue:long": {"concurrency": 2}}.
+CLAWSITE_LIMITS = os.environ.get("CLAWSITE_LIMITS", "")
+# How often a worker rereads whether any limit exists (a change of a limit's values counts at once).
+CLAWSITE_LIMITS_REFRESH_SECONDS = envfloat("CLAWSITE_LIMITS_REFRESH_SECONDS", 2.0)

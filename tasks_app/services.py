@@ -24,6 +24,7 @@ from . import store
 from .db import write_lock
 from .errors import ApiError
 from .events import ask_workers_to_cancel, publish_task_changes, publish_task_deletions
+from .flow import queued_counts
 from .metrics import record_finished, record_submitted
 from .models import TERMINAL_STATUSES, Task, TaskSource, TaskStatus
 from .queues import queue_name_problem
@@ -147,20 +148,27 @@ def submit_grouped(
     with write_lock(), transaction.atomic():
         if not any(s.idempotency_key for _, validated, _ in sourced for s, _ in validated):
             now, order = timezone.now(), itertools.count()
-            results = [
-                [
+            results: list[list[tuple[Task, bool]] | Exception] = []
+            new: list[Task] = []
+            for owner, validated, source in sourced:
+                refused = queued_counts.make_room(owner.pk, len(validated))
+                if refused is not None:
+                    results.append(refused)
+                    continue
+                outcome = [
                     (_new_task(owner, s, tool, now, next(order), source), True)
                     for s, tool in validated
                 ]
-                for owner, validated, source in sourced
-            ]
-            _insert([task for outcome in results for task, _ in outcome])
+                new.extend(task for task, _ in outcome)
+                results.append(outcome)
+            if new:
+                _insert(new)
             return results
         grouped: list[list[tuple[Task, bool]] | Exception] = []
         for owner, validated, source in sourced:
             try:
                 grouped.append(submit_tasks(owner, validated, source))
-            except (ApiError, IntegrityError) as error:
+            except (ApiError, IntegrityError) as error:  # conflict, queue_full
                 grouped.append(error)
     return grouped
 
@@ -212,6 +220,9 @@ def _submit(
             new.append(task)
             outcome.append((task, True))
         if new:
+            refused = queued_counts.make_room(owner.pk, len(new))
+            if refused is not None:
+                raise refused
             _insert(new)
     return outcome
 

@@ -189,10 +189,12 @@ def task_submit(request: HttpRequest) -> HttpResponse:
                 )
             except ApiError as error:
                 form.add_submission_errors(error.details, error.message)
+                if error.status == 429:  # queue_full: the form is fine, the queue is not
+                    status = 429
             else:
                 messages.success(request, "Task submitted.")
                 return redirect(task)
-        status = 400
+        status = max(status, 400)
     tools = [t for t in all_tools() if t.is_enabled(request.user)]
     return render(
         request,
@@ -230,7 +232,10 @@ def task_batch(request: HttpRequest) -> HttpResponse:
             try:
                 outcome = services.submit_tasks(request.user, validated, source=TaskSource.PAGE)
             except ApiError as error:
-                line = form.cleaned_data["numbered_lines"][error.details["index"]][0]
+                if error.code == "conflict":
+                    line = form.cleaned_data["numbered_lines"][error.details["index"]][0]
+                else:  # queue_full: about the whole batch
+                    line = "all"
                 problems = [{"line": line, "error": error.as_dict()}]
             else:
                 messages.success(request, f"Submitted {len(outcome)} tasks.")

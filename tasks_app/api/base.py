@@ -20,6 +20,7 @@ from ..auth import bearer_token, user_for_session, user_for_token
 from ..db import GroupCommit, run_in_db_thread
 from ..errors import ApiError
 from ..events import bind_event_loop
+from ..flow import acheck_api_rate
 
 Handler = Callable[..., Awaitable[HttpResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -79,6 +80,8 @@ def endpoint(*, staff_only: bool = False, public: bool = False, **handlers: Hand
         handler = handlers.get(request.method or "")
         try:
             user = None if public else await authenticate(request)
+            if user is not None and settings.CLAWSITE_API_RATE:
+                await acheck_api_rate(user)
             if handler is None:
                 response = ApiError(
                     "method_not_allowed", f"{request.method} is not allowed here."
