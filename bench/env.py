@@ -87,10 +87,11 @@ class BenchEnv:
         self.processes.append(process)
         return process
 
-    def start_daphne(self, port: int) -> subprocess.Popen[bytes]:
+    def start_daphne(self, port: int, **env: str) -> subprocess.Popen[bytes]:
         return self.spawn(
             f"daphne-{port}",
             [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "clawsite.asgi:application"],
+            env,
         )
 
     def start_worker(self, name: str = "worker", **env: str) -> subprocess.Popen[bytes]:

@@ -2,7 +2,7 @@
 
 - ``CLAWSITE_API_RATE`` (e.g. ``600/m``): a token bucket per user in Redis, so every daphne
   process on every host draws from the same bucket. One Lua call takes a *handful* of tokens
-  at once (at most a twentieth of the bucket) and the process spends them locally, so a
+  at once (a twentieth of the bucket, at most ``HANDFUL_MAX``) and the process spends them locally, so a
   request costs a Redis round trip only once per handful: the cluster never admits more than
   the bucket gives; a process may sit on a few tokens (for at most ``LOCAL_TOKEN_SECONDS``)
   that another could have used.
@@ -36,6 +36,7 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 LOCAL_TOKEN_SECONDS = 1.0
+HANDFUL_MAX = 1000
 COUNT_MAX_AGE = 1.0
 QUEUE_FULL_RETRY_AFTER = 2
 
@@ -100,7 +101,7 @@ class _ApiRate:
             return
         capacity, period = parse_rate(text)
         script = self._script(asyncio.get_running_loop())
-        handful = max(1, capacity // 20)
+        handful = max(1, min(HANDFUL_MAX, capacity // 20))
         got, wait = await script(
             keys=[f"{settings.REDIS_PREFIX}:rate:api:{user.pk}"],
             args=[capacity, capacity / period, handful],

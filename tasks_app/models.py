@@ -309,3 +309,66 @@ class WorkerHeartbeat(models.Model):
 
     def is_alive(self, now: datetime | None = None) -> bool:
         return (now or timezone.now()) - self.last_heartbeat <= heartbeat_stale_after()
+
+
+LIMIT_KINDS = ("tool", "queue")
+
+
+def validate_limit_key(key: str) -> None:
+    from django.core.exceptions import ValidationError
+
+    kind, _, name = key.partition(":")
+    if kind not in LIMIT_KINDS or not name:
+        raise ValidationError('A limit is named "tool:<tool name>" or "queue:<queue name>".')
+
+
+def validate_rate(text: str) -> None:
+    from django.core.exceptions import ValidationError
+
+    from .flow import parse_rate
+
+    try:
+        parse_rate(text)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
+class Limit(models.Model):
+    """A cap on running work of one tool or one queue, held by every worker (tasks_app.limits):
+    at most ``concurrency`` running at once, at most ``rate`` starts per period (token bucket).
+    Staff edit these rows in the admin; ``CLAWSITE_LIMITS`` seeds the missing ones."""
+
+    key = models.CharField(
+        max_length=80,
+        unique=True,
+        validators=[validate_limit_key],
+        help_text='"tool:llm_chat" or "queue:long".',
+    )
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many running at once (empty: no cap)."
+    )
+    rate = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validate_rate],
+        help_text="At most N starts per period: N/s, N/m or N/h (empty: no cap).",
+    )
+    # The token bucket's state, written by the workers as they start tasks: the tokens left at
+    # ``refilled_at`` (Unix seconds); NULL: a full bucket.
+    tokens = models.FloatField(null=True, blank=True, editable=False)
+    refilled_at = models.FloatField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def kind(self) -> str:
+        return self.key.partition(":")[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.partition(":")[2]

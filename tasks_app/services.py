@@ -25,6 +25,7 @@ from .db import write_lock
 from .errors import ApiError
 from .events import ask_workers_to_cancel, publish_task_changes, publish_task_deletions
 from .flow import queued_counts
+from .limits import WorkerLimits
 from .metrics import record_finished, record_submitted
 from .models import TERMINAL_STATUSES, Task, TaskSource, TaskStatus
 from .queues import queue_name_problem
@@ -268,25 +269,37 @@ def finish_and_claim(
     free: int,
     lease: timedelta,
     queues: Sequence[str] = (),
+    limiter: WorkerLimits | None = None,
 ) -> tuple[list[Task], list[Task]]:
     """A worker's round trip, in one transaction: write its finished attempts (each one's end:
     succeeded, failed, cancelled, or queued again) and its running tasks' progress, and claim up
-    to ``free`` runnable tasks. Returns the finished tasks as written and the claimed ones."""
+    to ``free`` runnable tasks (within the limits on running work, given a ``limiter``).
+    Returns the finished tasks as written and the claimed ones."""
     with write_lock(), transaction.atomic():
         written = finish_attempts(worker_id, completions)
         record_progress(worker_id, progress)
-        claimed = claim_tasks(worker_id, free, lease, queues)
+        claimed = claim_tasks(worker_id, free, lease, queues, limiter)
+        if limiter is not None and limiter.frees_a_slot(written):
+            # Other workers may be holding a task back for this slot.
+            _after_commit([], wake=True)
     return written, claimed
 
 
 def claim_tasks(
-    worker_id: str, limit: int, lease: timedelta, queues: Sequence[str] = ()
+    worker_id: str,
+    limit: int,
+    lease: timedelta,
+    queues: Sequence[str] = (),
+    limiter: WorkerLimits | None = None,
 ) -> list[Task]:
     """Move up to ``limit`` runnable tasks (of ``queues``; none named: of every queue) to
-    ``running`` for ``worker_id``."""
+    ``running`` for ``worker_id``, within the limits on running work when ``limiter`` sees any."""
     if limit <= 0:
         return []
-    claimed = store.claim_runnable_tasks(worker_id, limit, timezone.now(), lease, queues)
+    if limiter is not None and limiter.active():
+        claimed = limiter.claim(worker_id, limit, timezone.now(), lease, queues)
+    else:
+        claimed = store.claim_runnable_tasks(worker_id, limit, timezone.now(), lease, queues)
     _after_commit(claimed)
     return claimed
 

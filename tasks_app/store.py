@@ -296,6 +296,121 @@ def claim_runnable_tasks(
     return claimed
 
 
+def _claim_frame() -> tuple[str, str, str, str, str]:
+    """Per database: the row source, lock clause, id-set brackets and status guard of a claim
+    (see ``claim_sql`` for why)."""
+    if connection.vendor == "sqlite":
+        return f"{_TABLE} INDEXED BY {_CLAIM_INDEX}", "", "IN (", ")", "+status"
+    return _TABLE, " FOR UPDATE SKIP LOCKED", "= ANY(ARRAY(", "))", "status"
+
+
+_QUEUED_SQL = (
+    f"status = '{TaskStatus.QUEUED.value}' AND (run_after IS NULL OR run_after <= %s) "
+    f"AND queue NOT IN ({_PAUSED})"
+)
+_CLAIM_SET = (
+    f"UPDATE {_TABLE} SET status = %s, worker_id = %s, attempts = attempts + 1, "
+    f"started_at = %s, lease_expires_at = %s, progress = NULL, cache_hit = %s, "
+    f"version = version + 1 "
+)
+
+
+def _claim_params(worker_id: str, now: datetime, lease: timedelta) -> list[Any]:
+    db = _db()
+    return [
+        TaskStatus.RUNNING,
+        worker_id,
+        _adapt("started_at", now, db),
+        _adapt("lease_expires_at", now + lease, db),
+        _adapt("cache_hit", False, db),
+    ]
+
+
+# Limits name a column of the task: "tool:<name>" the tool, "queue:<name>" the queue.
+LIMIT_COLUMNS = {"tool": "tool", "queue": "queue"}
+
+
+def _in(column: str, values: Sequence[str], negate: bool = False) -> tuple[str, list[Any]]:
+    if not values:
+        return ("1 = 1", []) if negate else ("1 = 0", [])
+    marks = ", ".join(["%s"] * len(values))
+    return f"{column} {'NOT IN' if negate else 'IN'} ({marks})", list(values)
+
+
+def claim_limited_tasks(
+    worker_id: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+    allowances: dict[tuple[str, str], int],
+    queues: Sequence[str] = (),
+) -> list[Task]:
+    """``claim_runnable_tasks`` under limits: at most ``allowances[(kind, name)]`` tasks of a
+    limited tool (``("tool", name)``) or queue (``("queue", name)``), still one statement.
+
+    The candidates are the union of disjoint parts, each walking the claim index with its own
+    LIMIT: the tasks of no limited tool or queue (up to ``limit``), and per limited tool and
+    per limited queue its allowance, so a held-back tool never hides the others behind it
+    (no starvation). A task under both a tool's and a queue's limit is in its tool's part, and
+    a window over the (small) union keeps each limited queue within its allowance. A worker
+    of some ``queues`` only adds them to every part's condition.
+    """
+    if limit <= 0:
+        return []
+    source, lock, head, tail, guard = _claim_frame()
+    tools = {name: a for (kind, name), a in allowances.items() if kind == "tool"}
+    limited_queues = {name: a for (kind, name), a in allowances.items() if kind == "queue"}
+    blocked_queues = [name for name, a in limited_queues.items() if a <= 0]
+    run_after = _adapt("run_after", now, _db())
+    extra = ", queue" if limited_queues else ""
+    parts: list[str] = []
+    params: list[Any] = []
+
+    mine, mine_params = _in("queue", list(queues)) if queues else ("1 = 1", [])
+
+    def part(condition: str, condition_params: list[Any], part_limit: int) -> None:
+        parts.append(
+            f"SELECT * FROM (SELECT id, priority, created_at{extra} FROM {source} "
+            f"WHERE {_QUEUED_SQL} AND {mine} AND {condition} "
+            f"ORDER BY priority DESC, created_at LIMIT %s{lock}) AS p{len(parts)}"
+        )
+        params.extend([run_after, *mine_params, *condition_params, part_limit])
+
+    no_tool, no_tool_params = _in("tool", list(tools), negate=True)
+    no_queue, no_queue_params = _in("queue", list(limited_queues), negate=True)
+    part(f"{no_tool} AND {no_queue}", no_tool_params + no_queue_params, limit)
+    not_blocked, not_blocked_params = _in("queue", blocked_queues, negate=True)
+    for name, allowed in tools.items():
+        if allowed > 0:
+            part(f"tool = %s AND {not_blocked}", [name, *not_blocked_params], min(limit, allowed))
+    for name, allowed in limited_queues.items():
+        if allowed > 0:
+            part(f"queue = %s AND {no_tool}", [name, *no_tool_params], min(limit, allowed))
+    union = " UNION ALL ".join(parts)
+    if any(a > 0 for a in limited_queues.values()):
+        cases = " ".join("WHEN %s THEN %s" for _ in limited_queues)
+        picked = (
+            f"SELECT id FROM (SELECT id, priority, created_at, queue, ROW_NUMBER() OVER "
+            f"(PARTITION BY queue ORDER BY priority DESC, created_at) AS nth FROM ({union}) AS u) "
+            f"AS w WHERE {no_queue} OR nth <= CASE queue {cases} ELSE 0 END "
+            f"ORDER BY priority DESC, created_at LIMIT %s"
+        )
+        params += no_queue_params
+        params += [value for name, allowed in limited_queues.items() for value in (name, allowed)]
+    else:
+        picked = f"SELECT id FROM ({union}) AS u ORDER BY priority DESC, created_at LIMIT %s"
+    params.append(limit)
+    sql = (
+        f"{_CLAIM_SET}WHERE id {head}{picked}{tail} "
+        f"AND {guard} = '{TaskStatus.QUEUED.value}' RETURNING {_COLUMNS}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _claim_params(worker_id, now, lease) + params)
+        claimed = _decode(cursor.fetchall())
+    claimed.sort(key=lambda t: (-t.priority, t.created_at))
+    return claimed
+
+
 @dataclass
 class Completion:
     """The end of one attempt, as the worker that ran it writes it.

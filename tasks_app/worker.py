@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 
 from tools_app.runner import ToolOwner
 
-from . import services
+from . import limits, services
 from .attempt import CANCELLED_BY_REQUEST, LEASE_LOST, SHUTDOWN, Attempt
 from .db import run_in_db_thread
 from .events import bind_event_loop
@@ -69,6 +69,9 @@ class WorkerEngine:
         self._last_housekeeping = 0.0
         self._last_progress_flush = 0.0
         self._stopped = asyncio.Event()
+        # The limits on running work, as this worker's claims see them (tasks_app.limits).
+        self.limiter = limits.WorkerLimits()
+        self._token_timer: asyncio.TimerHandle | None = None
 
     # --- control -------------------------------------------------------------------------------------
 
@@ -77,6 +80,7 @@ class WorkerEngine:
             return
         bind_event_loop()
         await run_in_db_thread(self.leases.heartbeat, 0)
+        await run_in_db_thread(limits.seed_limits)
         self._loop_task = asyncio.create_task(self._main_loop(), name=f"worker {self.worker_id}")
         logger.info(
             "worker %s started, concurrency %d, queues %s",
@@ -166,6 +170,8 @@ class WorkerEngine:
             self.completions[:0] = completions  # written next time, never dropped
             raise
         self.processed += len(completions)
+        if self.limiter.token_wait is not None:
+            self._wake_at_next_token(self.limiter.token_wait)
         for task in claimed:
             attempt = Attempt(task)
             self.running[task.id] = attempt
@@ -188,10 +194,19 @@ class WorkerEngine:
     ) -> list[Task]:
         """On a database thread: one round trip of the loop, and the claimed tasks' owners."""
         _, claimed = services.finish_and_claim(
-            self.worker_id, completions, progress, free, self.lease, self.queues
+            self.worker_id, completions, progress, free, self.lease, self.queues, self.limiter
         )
         self._load_owners({t.owner_id for t in claimed})
         return claimed
+
+    def _wake_at_next_token(self, seconds: float) -> None:
+        """A rate holds tasks back until its bucket has a token: claim again then, rather than
+        at the next tick."""
+        if seconds >= self.tick_seconds:
+            return
+        if self._token_timer is not None:
+            self._token_timer.cancel()
+        self._token_timer = asyncio.get_running_loop().call_later(seconds + 0.001, self._wakeup.set)
 
     def _load_owners(self, owner_ids: set[int]) -> None:
         missing = owner_ids - self.owners.keys()
