@@ -13,7 +13,8 @@ from django.utils.html import format_html, format_html_join
 
 from . import services
 from .errors import ApiError
-from .models import ApiToken, Task, WorkerHeartbeat
+from .limits import describe_limits
+from .models import ApiToken, Limit, Task, WorkerHeartbeat
 from .stats import get_stats
 
 MACHINE_FIELDS = (
@@ -172,3 +173,33 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(Limit)
+class LimitAdmin(admin.ModelAdmin):
+    """Limits on running work; an edit counts at every worker's next claim (tasks_app.limits)."""
+
+    list_display = ("key", "concurrency", "rate", "running_now", "tokens_now", "updated_at")
+    readonly_fields = ("running_now", "tokens_now", "updated_at")
+    fields = ("key", "concurrency", "rate", *readonly_fields)
+    search_fields = ("key",)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # One read of every limit's live state for the whole page (no query per row).
+        self._live = {item["key"]: item for item in describe_limits()}
+        return super().changelist_view(request, extra_context)
+
+    def _state(self, obj: Limit) -> dict[str, Any]:
+        live = getattr(self, "_live", None)
+        if live is None or obj.key not in live:
+            live = {item["key"]: item for item in describe_limits()}
+        return live.get(obj.key, {})
+
+    @admin.display(description="running")
+    def running_now(self, obj: Limit) -> Any:
+        return self._state(obj).get("running", "-")
+
+    @admin.display(description="tokens")
+    def tokens_now(self, obj: Limit) -> Any:
+        tokens = self._state(obj).get("tokens")
+        return "-" if tokens is None else tokens

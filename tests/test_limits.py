@@ -145,3 +145,31 @@ def test_limited_claim_matches_the_plain_one_when_nothing_binds(alice: Any) -> N
         limited = store.claim_limited_tasks("w1", 8, now, LEASE, {("tool", "a"): 100})
         transaction.set_rollback(True)
     assert [t.id for t in plain] == [t.id for t in limited]
+
+
+def test_staff_edit_limits_in_the_admin_and_see_them_live(alice: Any, carol: Any) -> None:
+    from django.test import Client
+
+    make(alice, "slow", 3)
+    limit = Limit.objects.create(key="tool:slow", concurrency=1)
+    claim(10)
+    client = Client()
+    client.force_login(carol)
+    page = client.get("/admin/tasks_app/limit/")
+    assert page.status_code == 200 and b"tool:slow" in page.content
+    assert b'<td class="field-running_now">1</td>' in page.content
+    answer = client.post(
+        f"/admin/tasks_app/limit/{limit.pk}/change/",
+        {"key": "tool:slow", "concurrency": "3", "rate": "5/m"},
+    )
+    assert answer.status_code == 302
+    limit.refresh_from_db()
+    assert (limit.concurrency, limit.rate) == (3, "5/m")
+    assert len(claim(10)) == 2
+    bad = client.post(
+        f"/admin/tasks_app/limit/{limit.pk}/change/",
+        {"key": "slow", "concurrency": "3", "rate": "5/day"},
+    )
+    assert bad.status_code == 200  # the form again, with its errors
+    limit.refresh_from_db()
+    assert (limit.key, limit.rate) == ("tool:slow", "5/m")

@@ -74,7 +74,8 @@ def _body(name: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): _json(_ref("Error"), "Error") for status in (401, *statuses)}
+    # 429: rate_limited on every authenticated call, queue_full on submits (with Retry-After).
+    return {str(status): _json(_ref("Error"), "Error") for status in (401, 429, *statuses)}
 
 
 def _task_id_param() -> list[dict[str, Any]]:
