@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 LEASE = timedelta(seconds=30)
 
 
-def make(owner: Any, tool: str, count: int, priority: int = 0) -> list[Task]:
+def make(
+    owner: Any, tool: str, count: int, priority: int = 0, queue: str = "default"
+) -> list[Task]:
     now = timezone.now()
     tasks = [
         Task(
@@ -27,6 +29,7 @@ def make(owner: Any, tool: str, count: int, priority: int = 0) -> list[Task]:
             tool=tool,
             args={"i": i},
             priority=priority,
+            queue=queue,
             created_at=now + timedelta(microseconds=i),
         )
         for i in range(count)
@@ -34,9 +37,9 @@ def make(owner: Any, tool: str, count: int, priority: int = 0) -> list[Task]:
     return Task.objects.bulk_create(tasks)
 
 
-def claim(free: int, worker: str = "w1") -> list[Task]:
+def claim(free: int, worker: str = "w1", queues: tuple[str, ...] = ()) -> list[Task]:
     with transaction.atomic():
-        claimed, _, _ = limits.claim_within_limits(worker, free, timezone.now(), LEASE)
+        claimed, _, _ = limits.claim_within_limits(worker, free, timezone.now(), LEASE, queues)
     return claimed
 
 
@@ -68,6 +71,39 @@ def test_a_held_tool_does_not_starve_the_others(alice: Any) -> None:
     make(alice, "fast", 10)
     assert tools_of(claim(5)) == ["fast"] * 4 + ["slow"]
     assert tools_of(claim(5)) == ["fast"] * 5
+
+
+def test_queue_limits_and_tool_limits_together(alice: Any) -> None:
+    """queue:long at 2 and tool:slow at 3: slow tasks of the long queue count against both."""
+    Limit.objects.create(key="queue:long", concurrency=2)
+    Limit.objects.create(key="tool:slow", concurrency=3)
+    make(alice, "slow", 4, priority=5, queue="long")
+    make(alice, "fast", 4, priority=4, queue="long")
+    make(alice, "slow", 4, priority=3)
+    make(alice, "fast", 2)
+    first = claim(20)
+    in_long = [t for t in first if t.queue == "long"]
+    assert len(in_long) == 2 and sum(t.tool == "slow" for t in first) <= 3
+    assert sum(t.queue == "default" and t.tool == "fast" for t in first) == 2
+    # The slow part's candidates were the long queue's (higher priority), two of which fit: the
+    # third slot of slow goes at the next claim, once long is known to be full.
+    assert [(t.tool, t.queue) for t in claim(20)] == [("slow", "default")]
+    running = Task.objects.filter(status=TaskStatus.RUNNING)
+    assert running.filter(queue="long").count() == 2 and running.filter(tool="slow").count() == 3
+    assert claim(20) == []
+
+
+def test_a_worker_of_some_queues_and_paused_queues_under_limits(alice: Any) -> None:
+    from tasks_app.models import Queue
+
+    Limit.objects.create(key="tool:slow", concurrency=5)
+    make(alice, "slow", 3, queue="a")
+    make(alice, "fast", 3, queue="b")
+    make(alice, "fast", 3, queue="c")
+    Queue.objects.create(name="c", paused=True)
+    assert {t.queue for t in claim(20, queues=("b", "c"))} == {"b"}
+    assert {t.queue for t in claim(20)} == {"a"}
+    assert claim(20) == []
 
 
 def test_rate_is_a_token_bucket_kept_in_the_row(alice: Any) -> None:
