@@ -137,7 +137,7 @@ class _QueuedCounts:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.read_at = -math.inf
-        self.by_owner: dict[int, int] = {}
+        self.by_owner: dict[int | None, int] = {}
         self.total = 0
 
     def _refresh(self, cursor: Any) -> None:
@@ -149,10 +149,13 @@ class _QueuedCounts:
         self.total = sum(self.by_owner.values())
         self.read_at = time.monotonic()
 
-    def make_room(self, owner_id: int, n: int) -> ApiError | None:
+    def make_room(self, owner_id: int | None, n: int) -> ApiError | None:
         """``queue_full`` if ``n`` more tasks of ``owner_id`` would pass a limit; else None, and
-        they count as added. Runs inside the submit's transaction (exact counts see its view)."""
+        they count as added. Runs inside the submit's transaction (exact counts see its view).
+        Tasks enqueued by code (no owner) count in all, under no user's limit."""
         per_user, overall = settings.CLAWSITE_MAX_QUEUED_PER_USER, settings.CLAWSITE_MAX_QUEUED
+        if owner_id is None:
+            per_user = 0
         if not per_user and not overall:
             return None
         with self.lock, connection.cursor() as cursor:

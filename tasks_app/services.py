@@ -97,6 +97,10 @@ def _same_request(task: Task, submission: TaskSubmission, tool: Tool) -> bool:
     )
 
 
+def _owner_id(owner: Any) -> int | None:
+    return None if owner is None else owner.pk
+
+
 def _after_commit(tasks: Sequence[Task], *, wake: bool = False) -> None:
     """Tell the watchers (and, with ``wake``, the workers) once the transaction commits."""
     if not tasks and not wake:
@@ -152,7 +156,7 @@ def submit_grouped(
             results: list[list[tuple[Task, bool]] | Exception] = []
             new: list[Task] = []
             for owner, validated, source in sourced:
-                refused = queued_counts.make_room(owner.pk, len(validated))
+                refused = queued_counts.make_room(_owner_id(owner), len(validated))
                 if refused is not None:
                     results.append(refused)
                     continue
@@ -221,7 +225,7 @@ def _submit(
             new.append(task)
             outcome.append((task, True))
         if new:
-            refused = queued_counts.make_room(owner.pk, len(new))
+            refused = queued_counts.make_room(_owner_id(owner), len(new))
             if refused is not None:
                 raise refused
             _insert(new)
