@@ -108,11 +108,12 @@ class _ApiRate:
         )
         got = int(got)
         if got == 0:
+            retry_after = max(1, math.ceil(float(wait)))
             raise ApiError(
                 "rate_limited",
                 f"Too many requests: the limit is {text} per user.",
-                {"limit": text},
-                retry_after=max(1, math.ceil(float(wait))),
+                {"limit": text, "retry_after": retry_after},
+                retry_after=retry_after,
             )
         self.local[user.pk] = (got - 1, now + LOCAL_TOKEN_SECONDS)
 
@@ -193,7 +194,7 @@ def _queue_full(message: str, limit: int) -> ApiError:
     return ApiError(
         "queue_full",
         f"{message} Nothing was created.",
-        {"limit": limit},
+        {"limit": limit, "retry_after": QUEUE_FULL_RETRY_AFTER},
         retry_after=QUEUE_FULL_RETRY_AFTER,
     )
 

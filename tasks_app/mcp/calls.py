@@ -10,6 +10,7 @@ from typing import Any
 from ..api.views import submit_together
 from ..db import run_in_db_thread
 from ..errors import ApiError
+from ..flow import acheck_api_rate
 from ..models import Task, TaskSource
 from ..services import cancel_task, validate_submission
 from ..store import fetch_task
@@ -72,6 +73,9 @@ async def _submit(request: Request, name: Any, arguments: Any) -> Task:
     if arguments is not None and not isinstance(arguments, dict):
         raise McpError(INVALID_PARAMS, "tools/call arguments must be an object.")
     try:
+        # The API's per-user rate holds here too; a refusal (rate_limited, queue_full) is a
+        # JSON-RPC error whose data is the API's error body, ``retry_after`` in its details.
+        await acheck_api_rate(request.user)
         validated = validate_submission({"tool": name, "args": arguments or {}}, request.user)
         [(task, _)] = await submit_together((request.user, [validated], TaskSource.MCP))
     except ApiError as error:
