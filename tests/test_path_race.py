@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tools_app import beneath
 from tools_app.errors import ToolError
 
 from .test_tools_support import prepare_workspace, run
@@ -80,9 +81,14 @@ class Swapper(threading.Thread):
             pass  # a tool is writing into it right now: next time round
 
 
+@pytest.mark.parametrize("kernel", ["openat2", "component walk"])
 async def test_no_operation_touches_the_outside_under_a_swapping_race(
-    settings: Any, tmp_path: Path
+    settings: Any, tmp_path: Path, monkeypatch: Any, kernel: str
 ) -> None:
+    if kernel == "openat2":
+        assert beneath.have_openat2()  # this machine's kernel has it: both paths are tested
+    else:
+        monkeypatch.setattr(beneath, "have_openat2", lambda: False)
     settings.CLAWSITE_CACHE_ENABLED = False  # every call does the work (and the race) itself
     ws = prepare_workspace(settings)
     outside = tmp_path / "outside"
@@ -115,3 +121,33 @@ async def test_no_operation_touches_the_outside_under_a_swapping_race(
     assert outcomes["ok"] > len(CALLS) * ROUNDS // 10, outcomes  # the tools did run
     assert swapper.swaps > 100, swapper.swaps  # and the race really ran meanwhile
     assert not (ws / "parked").exists() or not (ws / "d").exists()
+
+
+@pytest.mark.parametrize("kernel", ["openat2", "component walk"])
+def test_open_beneath_follows_links_inside_and_refuses_links_out(
+    tmp_path: Path, monkeypatch: Any, kernel: str
+) -> None:
+    if kernel != "openat2":
+        monkeypatch.setattr(beneath, "have_openat2", lambda: False)
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x").write_text("x")
+    (root / "a" / "lx").symlink_to("x")
+    (root / "a" / "one").symlink_to("..")
+    (root / "a" / "up").symlink_to("../..")
+    (root / "a" / "abs").symlink_to(tmp_path)
+    fd = os.open(root, beneath.FOLDER)
+    try:
+        for inside in ("a/lx", "a/../a/lx", "a/one/a/one/a/x", "./a//x"):
+            opened = beneath.open_beneath(fd, inside, os.O_RDONLY)
+            assert os.readlink(f"/proc/self/fd/{opened}") == str(root / "a" / "x")
+            os.close(opened)
+        for outside in ("..", "a/../..", "a/up", "a/up/root/a/x", "a/abs", "a/abs/root/a/x"):
+            with pytest.raises(beneath.OutsideError):
+                beneath.open_beneath(fd, outside, os.O_RDONLY)
+        with pytest.raises(NotADirectoryError):
+            beneath.open_beneath(fd, "a/lx/", os.O_RDONLY)
+        with pytest.raises(OSError):
+            beneath.open_beneath(fd, "a/lx", os.O_RDONLY | os.O_NOFOLLOW)
+    finally:
+        os.close(fd)
