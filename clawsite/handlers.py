@@ -4,7 +4,8 @@ Under ASGI each ``MiddlewareMixin`` middleware runs its request and response hoo
 (two hops each), so the browser's stack (sessions, CSRF, messages, clickjacking, static files)
 costs an API call more than the call itself. API views authenticate on their own (Bearer or the
 session cookie, with the CSRF check for sessions: ``tasks_app.api.base``), so /api/ requests go
-through only the middleware that shapes their errors.
+through only the middleware that checks the Host and sets the security headers, and the one
+that shapes their errors.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
-API_MIDDLEWARE = ["tasks_app.api.errors.ApiErrorMiddleware"]
+API_MIDDLEWARE = [
+    "tasks_app.api.security.ApiSecurityMiddleware",
+    "tasks_app.api.errors.ApiErrorMiddleware",
+]
 
 
 class ApiASGIHandler(ASGIHandler):

@@ -213,6 +213,9 @@ CLAWSITE_HTTP_ALLOW_PRIVATE = envbool("CLAWSITE_HTTP_ALLOW_PRIVATE", False)
 CLAWSITE_LLM_BASE_URL = os.environ.get("CLAWSITE_LLM_BASE_URL", "")
 CLAWSITE_LLM_API_KEY = os.environ.get("CLAWSITE_LLM_API_KEY", "")
 CLAWSITE_LLM_MODEL = os.environ.get("CLAWSITE_LLM_MODEL", "")
+# Open websockets check their credential again this often (and at once on a logout, a token
+# revoked, a user changed: tasks_app.ws_access).
+CLAWSITE_WS_RECHECK_SECONDS = envfloat("CLAWSITE_WS_RECHECK_SECONDS", 5.0)
 # run_command and run_python run in a bubblewrap sandbox (tools_app.sandbox; README "Security").
 # "none" is the opt-out for hosts without namespaces: unconfined, with the rlimits only.
 CLAWSITE_SANDBOX = os.environ.get("CLAWSITE_SANDBOX", "bwrap")

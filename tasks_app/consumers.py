@@ -16,6 +16,7 @@ from .models import Task
 from .serializers import task_to_dict
 from .stats import get_stats
 from .worker import get_engine
+from .ws_access import AccessCheckedMixin
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class TaskWorkerConsumer(AsyncConsumer):
         get_engine().cancel(message["id"])
 
 
-class TaskUpdatesConsumer(AsyncJsonWebsocketConsumer):
+class TaskUpdatesConsumer(AccessCheckedMixin, AsyncJsonWebsocketConsumer):
     """``/ws/tasks/``: every change of the user's tasks (staff: of all tasks)."""
 
     task_id: str | None = None
@@ -58,6 +59,7 @@ class TaskUpdatesConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        await self.watch_access()
         await self.send_initial_state()
 
     async def group_for(self, user: Any) -> str | None:
@@ -67,6 +69,7 @@ class TaskUpdatesConsumer(AsyncJsonWebsocketConsumer):
         pass
 
     async def disconnect(self, code: int) -> None:
+        await self.unwatch_access()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -114,7 +117,7 @@ class TaskDetailConsumer(TaskUpdatesConsumer):
         await self.send_json({"type": "task.update", "task": self.initial})
 
 
-class StatsConsumer(AsyncJsonWebsocketConsumer):
+class StatsConsumer(AccessCheckedMixin, AsyncJsonWebsocketConsumer):
     """``/ws/stats/`` (staff): ``{"type": "stats", ...get_stats()...}`` every
     ``STATS_INTERVAL_SECONDS``. One broadcaster per process computes the numbers once per
     interval for every open dashboard, so ten dashboards cost what one does."""
@@ -125,9 +128,11 @@ class StatsConsumer(AsyncJsonWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused with 403
             return
         await self.accept()
+        await self.watch_access()
         await stats_broadcaster.join(self)
 
     async def disconnect(self, code: int) -> None:
+        await self.unwatch_access()
         stats_broadcaster.leave(self)
 
 

@@ -238,12 +238,16 @@ def wake_workers() -> None:
 
 def ask_workers_to_cancel(task_id: str) -> None:
     """Hint the worker running ``task_id`` to cancel it now rather than on its next tick."""
-    message = {"type": "task.cancel", "id": task_id}
+    send_hint(WORKERS_GROUP, {"type": "task.cancel", "id": task_id})
+
+
+def send_hint(group: str, message: dict[str, Any]) -> None:
+    """Send ``message`` to ``group`` from sync code, failures logged, never raised (a hint)."""
     hub = _live_hub()
     if hub is None:
-        async_to_sync(_safe_group_send)(WORKERS_GROUP, message)
+        async_to_sync(_safe_group_send)(group, message)
     else:
-        asyncio.run_coroutine_threadsafe(_safe_group_send(WORKERS_GROUP, message), hub.loop)
+        asyncio.run_coroutine_threadsafe(_safe_group_send(group, message), hub.loop)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

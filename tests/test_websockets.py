@@ -17,13 +17,18 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 def communicator(
-    path: str, user: Any = None, origin: str | None = None, cookie: str | None = None
+    path: str,
+    user: Any = None,
+    origin: str | None = None,
+    cookie: str | None = None,
+    host: str = "localhost",
 ) -> WebsocketCommunicator:
     headers = []
     if user is not None:
         headers.append((b"authorization", f"Bearer {user.raw_token}".encode()))
     if origin:
-        headers.append((b"origin", origin.encode()))
+        # A browser's handshake names its Origin and the Host it connects to.
+        headers += [(b"origin", origin.encode()), (b"host", host.encode())]
     if cookie:
         headers.append((b"cookie", cookie.encode()))
     return WebsocketCommunicator(application, path, headers=headers)
