@@ -278,5 +278,9 @@ CLAWSITE_MAX_QUEUED = envint("CLAWSITE_MAX_QUEUED", 0)
 # Limits on running work, seeded into the admin's Limit rows (staff edit them there), e.g.
 # {"tool:llm_chat": {"concurrency": 5, "rate": "40/m"}, "queue:long": {"concurrency": 2}}.
 CLAWSITE_LIMITS = os.environ.get("CLAWSITE_LIMITS", "")
+# A worker past either stops claiming, finishes (or hands back) its tasks as on SIGTERM, and
+# replaces itself with a fresh process under the same command and pid (0: no limit).
+CLAWSITE_WORKER_MAX_TASKS = envint("CLAWSITE_WORKER_MAX_TASKS", 0)
+CLAWSITE_WORKER_MAX_MEMORY_MB = envint("CLAWSITE_WORKER_MAX_MEMORY_MB", 0)
 # How often a worker rereads whether any limit exists (a change of a limit's values counts at once).
 CLAWSITE_LIMITS_REFRESH_SECONDS = envfloat("CLAWSITE_LIMITS_REFRESH_SECONDS", 2.0)

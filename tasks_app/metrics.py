@@ -180,6 +180,11 @@ def record_finished(tasks: Iterable[Any]) -> None:
         _pending.add("duration_sum", sums)
 
 
+def record_worker_renewal(reason: str) -> None:
+    """Count a worker that replaced itself, by why (``max_tasks`` or ``max_memory``)."""
+    _pending.add("worker_renewals", {reason: 1})
+
+
 class ClawSiteCollector(Collector):
     """Builds every ClawSite metric family when Prometheus scrapes ``/metrics``."""
 
@@ -224,9 +229,15 @@ class ClawSiteCollector(Collector):
         flush()  # this process's own increments; other processes' are at most FLUSH_SECONDS old
         try:
             pipe = _redis().pipeline(transaction=False)
-            for name in ("submitted", "finished", "duration_buckets", "duration_sum"):
+            for name in (
+                "submitted",
+                "finished",
+                "duration_buckets",
+                "duration_sum",
+                "worker_renewals",
+            ):
                 pipe.hgetall(_key(name))
-            submitted, finished, buckets, sums = pipe.execute()
+            submitted, finished, buckets, sums, renewals = pipe.execute()
         except redis.RedisError:
             logger.warning("metrics: Redis unavailable, counters left out", exc_info=True)
             return
@@ -246,6 +257,14 @@ class ClawSiteCollector(Collector):
             family.add_metric([tool, status], int(n))
         yield family
         yield self._histogram(buckets, sums)
+        family = CounterMetricFamily(
+            "clawsite_worker_renewals",
+            "Workers that replaced themselves (CLAWSITE_WORKER_MAX_TASKS / _MAX_MEMORY_MB).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(renewals.items()):
+            family.add_metric([reason], int(n))
+        yield family
 
     @staticmethod
     def _histogram(buckets: dict[str, str], sums: dict[str, str]) -> Metric:

@@ -31,6 +31,7 @@ from .events import bind_event_loop
 from .leases import Leases
 from .logs import current_task_id
 from .models import Task
+from .renewal import Renewal
 from .store import Completion
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class WorkerEngine:
         self.owners: dict[int, ToolOwner] = {}
         self.claiming = True
         self.processed = 0
+        self.claimed_total = 0
+        self.renewal = Renewal()
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_housekeeping = 0.0
@@ -164,12 +167,17 @@ class WorkerEngine:
         # cycle and then slept a whole tick: ~300 tasks/s in the bench instead of thousands.)
         finishing = sum(1 for completion in completions if completion.task.id in self.running)
         free = self.concurrency - len(self.running) + finishing if self.claiming else 0
+        if (left := self.renewal.claims_left(self.claimed_total)) is not None:
+            free = min(free, left)
         try:
             claimed = await run_in_db_thread(self._finish_and_claim, completions, progress, free)
         except BaseException:
             self.completions[:0] = completions  # written next time, never dropped
             raise
         self.processed += len(completions)
+        self.claimed_total += len(claimed)
+        if self.renewal.check_tasks(self.claimed_total):
+            self.claiming = False
         if self.limiter.token_wait is not None:
             self._wake_at_next_token(self.limiter.token_wait)
         for task in claimed:
@@ -261,6 +269,8 @@ class WorkerEngine:
 
     async def _housekeeping(self) -> None:
         self._last_housekeeping = time.monotonic()
+        if self.renewal.check_memory():
+            self.claiming = False
         running = {
             task_id: attempt.task.attempts
             for task_id, attempt in self.running.items()

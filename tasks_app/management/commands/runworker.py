@@ -20,6 +20,7 @@ from django.core.management import CommandError
 
 from tasks_app.db import shutdown_db_threads
 from tasks_app.queues import parse_queue_list
+from tasks_app.renewal import replace_process
 from tasks_app.worker import get_engine
 
 logger = logging.getLogger("clawsite.worker")
@@ -40,12 +41,23 @@ class DurableWorker(Worker):
             loop.add_signal_handler(signum, self.on_signal)
         listeners = [asyncio.create_task(self.listener(channel)) for channel in self.channels]
         keeper = asyncio.create_task(self.keep_consumers())
-        await self.stopping.wait()
-        await get_engine().stop()
+        engine = get_engine()
+        # A signal, or the engine past CLAWSITE_WORKER_MAX_TASKS / _MAX_MEMORY_MB.
+        waits = [
+            asyncio.create_task(self.stopping.wait()),
+            asyncio.create_task(engine.renewal.requested.wait()),
+        ]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        await engine.stop()
         for task in (*listeners, keeper):
             task.cancel()
         shutdown_db_threads()
-        logger.info("worker %s stopped", get_engine().worker_id)
+        logger.info("worker %s stopped", engine.worker_id)
+        # Renew unless a signal came meanwhile (then this is a plain stop).
+        if not self.stopping.is_set():
+            replace_process()
 
     def on_signal(self) -> None:
         if self.stopping.is_set():
