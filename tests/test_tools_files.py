@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from tools_app.errors import ToolError
 from tools_app.registry import all_tools, get_tool
 from tools_app.tools.read_file import MAX_READ_BYTES
 from tools_app.tools.search_files import PROGRESS_EVERY_FILES
@@ -248,34 +248,40 @@ async def test_search_reports_progress_on_large_trees(ws: Path) -> None:
     assert {total for _, total, _ in reports} == {PROGRESS_EVERY_FILES * 2 + 5}
 
 
-async def test_catastrophic_regex_is_stopped_and_does_not_block_other_tasks(ws: Path) -> None:
-    """A slow tool (a search with a catastrophic regex) is running while a fast read starts and
-    finishes on the same event loop; the slow one then ends with regex_timeout at its deadline."""
-    for index in range(PROGRESS_EVERY_FILES):
-        (ws / f"a{index:04}.txt").write_text("hay\n")
-    (ws / "zz_evil.txt").write_text("x" * 5000 + "\n")  # scanned last, after the progress report
-    (ws / "small.txt").write_text("quick")
-    in_regex = asyncio.Event()
-    slow = asyncio.create_task(
-        run(
-            "search_files",
-            {"glob": "[az]*.txt", "contains": "(x+x+)+y", "regex": True},
-            task_timeout=1.5,
-            progress=lambda *report: in_regex.set(),
-        )
-    )
-    await in_regex.wait()
-    fast = await run("read_file", {"path": "small.txt"})
-    assert fast.result["content"] == "quick"
-    assert not slow.done()
-    error = await fails_with(slow)
-    assert error.type == "regex_timeout"
+async def test_pattern_bombs_finish_with_the_right_answer(ws: Path) -> None:
+    """The issue's bombs: a glob with ~20 stars against a 40-character name (pathlib's
+    full_match never ended) and a nested repetition against 5,000 x's (re backtracks forever;
+    the old code failed the task with regex_timeout). On RE2 both simply answer."""
+    (ws / "d").mkdir()
+    (ws / "d" / ("a" * 39 + "c")).write_text("x" * 5000 + "\n" + "xxy\n")
+    stars = "d/" + "*a" * 20 + "*b"
+    found = (await run("search_files", {"glob": stars}, task_timeout=60)).result
+    assert found == {"matches": [], "files_scanned": 0, "truncated": False}
+    bomb = {"glob": "d/*", "contains": "(x+x+)+y", "regex": True}
+    found = (await run("search_files", bomb, task_timeout=60)).result
+    assert found["matches"] == [{"path": "d/" + "a" * 39 + "c", "line": 2, "text": "xxy"}]
 
 
-async def fails_with(task: asyncio.Task[object]) -> ToolError:
-    with pytest.raises(ToolError) as caught:
-        await task
-    return caught.value
+async def test_a_search_past_its_deadline_is_killed(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever holds the search's process up, the task's deadline kills it (not waits)."""
+    (ws / "a.txt").write_text("hay\n")
+    started: list[asyncio.subprocess.Process] = []
+    spawn = asyncio.create_subprocess_exec
+
+    async def stuck(*argv: str, **options: Any) -> asyncio.subprocess.Process:
+        child = await spawn(sys.executable, "-c", "import time; time.sleep(600)", **options)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", stuck)
+    error = await fails("search_files", {"contains": "hay"}, task_timeout=1)
+    assert error.type == "timeout"
+    [child] = started
+    assert child.returncode is not None  # reaped: killed, not left running
+    with pytest.raises(ProcessLookupError):
+        os.kill(child.pid, 0)
 
 
 def test_search_args_validation_at_submit_time() -> None:
