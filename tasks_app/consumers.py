@@ -10,9 +10,11 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from . import safejson
 from .db import run_in_db_thread
 from .events import STAFF_GROUP, WORKERS_GROUP, owner_group
 from .models import Task
+from .safejson import is_storable_text
 from .serializers import task_to_dict
 from .stats import get_stats
 from .worker import get_engine
@@ -42,7 +44,25 @@ class TaskWorkerConsumer(AsyncConsumer):
         get_engine().cancel(message["id"])
 
 
-class TaskUpdatesConsumer(AccessCheckedMixin, AsyncJsonWebsocketConsumer):
+class _JsonSocket(AsyncJsonWebsocketConsumer):
+    """A watcher's socket: clients need not send anything, and what they send is parsed as
+    the API parses bodies. Junk (not JSON, too deep) is answered with an error frame, and the
+    socket stays open (Channels' own decoding raised, closing it with 1011)."""
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        try:
+            content = safejson.loads(text_data if text_data is not None else bytes_data or b"")
+        except ValueError as exc:  # UnicodeDecodeError and UnsafeJSON included
+            await self.send_json(
+                {"type": "error", "error": {"code": "invalid_json", "message": str(exc)[:200]}}
+            )
+            return
+        await self.receive_json(content, **kwargs)
+
+
+class TaskUpdatesConsumer(AccessCheckedMixin, _JsonSocket):
     """``/ws/tasks/``: every change of the user's tasks (staff: of all tasks)."""
 
     task_id: str | None = None
@@ -104,6 +124,8 @@ class TaskDetailConsumer(TaskUpdatesConsumer):
 
     async def group_for(self, user: Any) -> str | None:
         self.task_id = self.scope["url_route"]["kwargs"]["task_id"]
+        if not is_storable_text(self.task_id):
+            return None
         task = await run_in_db_thread(
             lambda: Task.objects.visible_to(user).filter(pk=self.task_id).first()
         )
@@ -117,7 +139,7 @@ class TaskDetailConsumer(TaskUpdatesConsumer):
         await self.send_json({"type": "task.update", "task": self.initial})
 
 
-class StatsConsumer(AccessCheckedMixin, AsyncJsonWebsocketConsumer):
+class StatsConsumer(AccessCheckedMixin, _JsonSocket):
     """``/ws/stats/`` (staff): ``{"type": "stats", ...get_stats()...}`` every
     ``STATS_INTERVAL_SECONDS``. One broadcaster per process computes the numbers once per
     interval for every open dashboard, so ten dashboards cost what one does."""

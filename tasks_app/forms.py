@@ -8,9 +8,11 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from tools_app.registry import Tool
 
+from . import safejson
 from .schemas import MAX_BATCH
 
 ARGS_JSON = "args_json"
@@ -51,7 +53,7 @@ class JSONValueField(forms.CharField):
         if not text:
             return None
         try:
-            return json.loads(text)
+            return safejson.loads(text)
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from None
 
@@ -164,7 +166,7 @@ class TaskSubmitForm(forms.Form):
             for name in self.arg_names:
                 self.errors.pop(f"arg_{name}", None)
             try:
-                args = json.loads(raw)
+                args = safejson.loads(raw)
             except ValueError as exc:
                 self.add_error(ARGS_JSON, f"Not valid JSON: {exc}")
                 return cleaned
@@ -231,6 +233,10 @@ class BatchSubmitForm(forms.Form):
         upload = cleaned.get("file")
         text = cleaned.get("lines") or ""
         if upload is not None:
+            if upload.size > settings.CLAWSITE_MAX_BODY_BYTES:
+                raise forms.ValidationError(
+                    f"The file is larger than {settings.CLAWSITE_MAX_BODY_BYTES} bytes."
+                )
             try:
                 text = upload.read().decode("utf-8")
             except UnicodeDecodeError:

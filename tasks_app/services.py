@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from pydantic import ValidationError
@@ -131,11 +131,16 @@ def submit_tasks(
     its content is the same, and raises ``conflict`` otherwise (nothing is created then).
     """
     try:
-        return _submit(owner, validated, source)
-    except IntegrityError:
-        # Another request inserted one of our idempotency keys between our check and our insert:
-        # the second pass finds it.
-        return _submit(owner, validated, source)
+        try:
+            return _submit(owner, validated, source)
+        except IntegrityError:
+            # Another request inserted one of our idempotency keys between our check and our
+            # insert: the second pass finds it.
+            return _submit(owner, validated, source)
+    except UNSTORABLE as error:
+        raise ApiError(
+            "invalid_args", f"The task cannot be stored: {type(error).__name__}: {error}"
+        ) from None
 
 
 def submit_grouped(
@@ -148,34 +153,55 @@ def submit_grouped(
     Without idempotency keys nothing can conflict, so all the new tasks go in one statement.
     With keys, each request runs in its own savepoint, so one that fails (an idempotency
     ``conflict``) changes nothing and leaves the others alone; its exception is its result.
+    Every value was checked when validated; should one still break the shared statement, the
+    group is rolled back and each request is tried alone, so only the bad one fails.
     """
     sourced = [(r[0], r[1], r[2] if len(r) > 2 else TaskSource.API) for r in requests]
+    try:
+        with write_lock(), transaction.atomic():
+            return _submit_together(sourced)
+    except UNSTORABLE:
+        pass  # tried again below, one by one
     with write_lock(), transaction.atomic():
-        if not any(s.idempotency_key for _, validated, _ in sourced for s, _ in validated):
-            now, order = timezone.now(), itertools.count()
-            results: list[list[tuple[Task, bool]] | Exception] = []
-            new: list[Task] = []
-            for owner, validated, source in sourced:
-                refused = queued_counts.make_room(_owner_id(owner), len(validated))
-                if refused is not None:
-                    results.append(refused)
-                    continue
-                outcome = [
-                    (_new_task(owner, s, tool, now, next(order), source), True)
-                    for s, tool in validated
-                ]
-                new.extend(task for task, _ in outcome)
-                results.append(outcome)
-            if new:
-                _insert(new)
-            return results
-        grouped: list[list[tuple[Task, bool]] | Exception] = []
+        return [_submit_alone(*request) for request in sourced]
+
+
+# What a request's own values can raise while stored (the database itself being away raises
+# OperationalError/InterfaceError: that is nobody's input, and fails the group as before).
+UNSTORABLE = (DataError, IntegrityError, ValueError, OverflowError, TypeError)
+
+
+def _submit_together(
+    sourced: list[tuple[Any, Sequence[tuple[TaskSubmission, Tool]], str]],
+) -> list[list[tuple[Task, bool]] | Exception]:
+    if not any(s.idempotency_key for _, validated, _ in sourced for s, _ in validated):
+        now, order = timezone.now(), itertools.count()
+        results: list[list[tuple[Task, bool]] | Exception] = []
+        new: list[Task] = []
         for owner, validated, source in sourced:
-            try:
-                grouped.append(submit_tasks(owner, validated, source))
-            except (ApiError, IntegrityError) as error:  # conflict, queue_full
-                grouped.append(error)
-    return grouped
+            refused = queued_counts.make_room(_owner_id(owner), len(validated))
+            if refused is not None:
+                results.append(refused)
+                continue
+            outcome = [
+                (_new_task(owner, s, tool, now, next(order), source), True) for s, tool in validated
+            ]
+            new.extend(task for task, _ in outcome)
+            results.append(outcome)
+        if new:
+            _insert(new)
+        return results
+    return [_submit_alone(*request) for request in sourced]
+
+
+def _submit_alone(
+    owner: Any, validated: Sequence[tuple[TaskSubmission, Tool]], source: str
+) -> list[tuple[Task, bool]] | Exception:
+    """One request in a savepoint of the caller's transaction; its failure is its result."""
+    try:
+        return submit_tasks(owner, validated, source)
+    except ApiError as error:
+        return error
 
 
 def _insert(new: list[Task]) -> None:

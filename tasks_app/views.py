@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -19,10 +20,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from tools_app.registry import Tool, all_tools, get_tool
 
-from . import services
+from . import safejson, services
 from .errors import ApiError
 from .forms import BatchSubmitForm, TaskSubmitForm
 from .models import Task, TaskSource, TaskStatus
+from .safejson import is_storable_text
 from .serializers import task_to_dict
 from .stats import get_history, get_stats
 
@@ -32,6 +34,8 @@ TEXT_KEYS = ("content", "stdout", "stderr", "body")
 
 
 def _visible_task_or_404(request: HttpRequest, task_id: str) -> Task:
+    if not is_storable_text(task_id):
+        raise Http404("No such task.")
     task = Task.objects.visible_to(request.user).select_related("owner").filter(pk=task_id).first()
     if task is None:
         raise Http404("No such task.")
@@ -213,7 +217,7 @@ def validate_lines(
     for number, line in numbered:
         try:
             try:
-                raw = json.loads(line)
+                raw = safejson.loads(line)
             except ValueError as exc:
                 raise ApiError("invalid_json", f"Not valid JSON: {exc}") from None
             validated.append(services.validate_submission(raw, user))
@@ -224,6 +228,13 @@ def validate_lines(
 
 @login_required
 def task_batch(request: HttpRequest) -> HttpResponse:
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.CLAWSITE_MAX_BODY_BYTES:
+        # Refused before Django parses the upload (files are exempt from its own body cap).
+        return HttpResponse(
+            f"The upload is larger than {settings.CLAWSITE_MAX_BODY_BYTES} bytes.\n",
+            status=413,
+            content_type="text/plain",
+        )
     form = BatchSubmitForm(request.POST or None, request.FILES or None)
     problems: list[dict[str, Any]] = []
     if request.method == "POST" and form.is_valid():

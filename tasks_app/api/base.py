@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from importlib import import_module
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from tools_app.registry import validation_details
 
+from .. import safejson
 from ..auth import bearer_token, user_for_session, user_for_token
 from ..db import GroupCommit, run_in_db_thread
 from ..errors import ApiError
@@ -105,8 +105,10 @@ def json_body(request: HttpRequest) -> Any:
     except RequestDataTooBig:
         raise ApiError("payload_too_large", "The request body is too large.") from None
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = safejson.loads(body)
+    except safejson.UnsafeJSON as exc:
+        raise ApiError("invalid_json", f"The body is not acceptable JSON: {exc}.") from None
+    except ValueError:  # UnicodeDecodeError included
         raise ApiError("invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError("invalid_json", "The body must be a JSON object.")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_aware
 
 from tools_app.formats import AGENT_FORMATS
 from tools_app.registry import all_tools
@@ -18,6 +19,7 @@ from .. import services, store
 from ..db import GroupCommit, run_in_db_thread
 from ..errors import ApiError
 from ..models import Task
+from ..safejson import check_text, is_storable_text
 from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, ToolListQuery, WaitQuery
 from ..serializers import task_to_dict
 from ..stats import get_stats
@@ -81,10 +83,15 @@ def _encode_cursor(task: Task) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """A cursor this API made, or ``invalid_args``: a forged one may decode to anything (a date
+    out of range once in UTC, an id with NUL), so each part is checked as input is."""
     try:
         created, _, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         when = parse_datetime(created)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        if when is not None:
+            when = when.astimezone(UTC) if is_aware(when) else None
+        check_text(task_id)
+    except (binascii.Error, ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
         when = None
     if when is None or not task_id:
         raise ApiError("invalid_args", "The cursor is not valid.")
@@ -120,6 +127,8 @@ async def list_tasks(request: HttpRequest, user: Any) -> HttpResponse:
 
 
 def _visible_task(user: Any, task_id: str) -> Task:
+    if not is_storable_text(task_id):  # no such id can exist (PostgreSQL would refuse a NUL)
+        raise ApiError("not_found", "No such task.")
     task = store.fetch_task(task_id, None if user.is_staff else user.pk)
     if task is None:
         raise ApiError("not_found", "No such task.")
