@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import ActionLocation
+from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
@@ -14,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from . import services
 from .errors import ApiError
 from .limits import describe_limits
-from .models import ApiToken, Limit, Task, WorkerHeartbeat
+from .models import TERMINAL_STATUSES, ApiToken, Limit, Task, WorkerHeartbeat
 from .stats import get_stats
 
 MACHINE_FIELDS = (
@@ -75,6 +78,22 @@ class TaskAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tasks are submitted through the API or the submit page, validated there
+
+    def has_delete_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        # A queued or running task may be in a worker's hands: it is cancelled, not deleted.
+        if obj is not None and obj.status not in TERMINAL_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(
+        self, request: HttpRequest, action_location: Any = ActionLocation.CHANGE_LIST
+    ) -> dict[str, Any]:
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)  # around the services: delete_finished_tasks instead
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: Task) -> None:
+        services.delete_finished_tasks(Task.objects.filter(pk=obj.pk))
 
     def _each(self, request: HttpRequest, queryset: Any, change: Any, verb: str) -> None:
         done = 0
@@ -148,6 +167,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     search_fields = ("prefix", "name", "user__username")
     actions = ("revoke_tokens",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A token's user is fixed when it is issued: moved to another user, it would let its
+        # holder act in that user's workspace.
+        fixed = super().get_readonly_fields(request, obj)
+        return (*fixed, "user") if obj is not None else fixed
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user" and not request.user.is_superuser:
+            # Staff who are not superusers issue tokens for themselves and non-staff users only.
+            kwargs["queryset"] = get_user_model().objects.filter(
+                Q(pk=request.user.pk) | Q(is_staff=False, is_superuser=False)
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         if change:

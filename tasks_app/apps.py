@@ -6,4 +6,6 @@ class TasksAppConfig(AppConfig):
     verbose_name = "Tasks"
 
     def ready(self) -> None:
-        from . import ws_access  # noqa: F401  (its signal receivers)
+        from . import accounts, ws_access  # noqa: F401  (ws_access: its signal receivers)
+
+        accounts.connect()

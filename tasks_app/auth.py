@@ -20,7 +20,7 @@ _LAST_USED = ApiToken._meta.get_field("last_used_at")
 
 def is_safe_username(username: str) -> bool:
     """Usernames name workspace folders: letters, digits, ``_`` and ``-`` only."""
-    return bool(SAFE_USERNAME.match(username))
+    return bool(SAFE_USERNAME.fullmatch(username))
 
 
 def bearer_token(headers: Any) -> str | None:

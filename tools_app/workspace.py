@@ -23,7 +23,8 @@ from pydantic import AfterValidator
 from .beneath import FOLDER, OutsideError, open_beneath
 from .errors import ToolError
 
-SAFE_USERNAME = re.compile(r"^[A-Za-z0-9_-]{1,150}$")
+# Matched whole (``fullmatch``): with ``match`` and ``$``, "alice\n" passed.
+SAFE_USERNAME = re.compile(r"[A-Za-z0-9_-]{1,150}")
 MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 255
 
@@ -58,7 +59,7 @@ class Workspace:
         """``<CLAWSITE_WORKSPACE_ROOT>/<username>``. Only safe slugs name folders: a user created
         elsewhere (the admin allows ``.`` and ``@``) with another name gets no workspace."""
         username = user.get_username()
-        if not SAFE_USERNAME.match(username):
+        if not SAFE_USERNAME.fullmatch(username):
             raise ToolError(
                 "invalid_username", "Workspaces need usernames of letters, digits, '_' and '-'."
             )
