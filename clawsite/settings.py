@@ -181,6 +181,15 @@ CACHES = {
 # Sessions in Redis with the database behind them: a signed-in user survives a Redis restart.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
+# --- django.tasks: @task functions of any installed app run on ClawSite's workers ------------------
+# QUEUES empty: any safe queue name (CLAWSITE_QUEUES lists the allowed ones).
+TASKS = {
+    "default": {
+        "BACKEND": "tasks_app.backends.ClawSiteBackend",
+        "QUEUES": envlist("CLAWSITE_QUEUES"),
+    }
+}
+
 # --- Auth ------------------------------------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "task-list"
@@ -213,6 +222,10 @@ CLAWSITE_WORKER_CONCURRENCY = envint("CLAWSITE_WORKER_CONCURRENCY", 8)
 CLAWSITE_WORKER_QUEUES = envlist("CLAWSITE_WORKER_QUEUES")
 # The queue names tasks may use; empty: any safe name (letters, digits, _ and -, up to 64).
 CLAWSITE_QUEUES = envlist("CLAWSITE_QUEUES")
+# Threads of a worker process for the sync functions of Django tasks (async ones run on its loop).
+CLAWSITE_WORKER_THREADS = envint("CLAWSITE_WORKER_THREADS", 4)
+# The timeout of a Django task whose @task gives none (seconds per attempt).
+CLAWSITE_DJANGO_TASK_TIMEOUT = envfloat("CLAWSITE_DJANGO_TASK_TIMEOUT", 3600.0)
 CLAWSITE_WORKER_TICK_SECONDS = envfloat("CLAWSITE_WORKER_TICK_SECONDS", 1.0)
 CLAWSITE_LEASE_SECONDS = envfloat("CLAWSITE_LEASE_SECONDS", 30.0)
 CLAWSITE_WORKER_GRACE_SECONDS = envfloat("CLAWSITE_WORKER_GRACE_SECONDS", 20.0)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from tools_app.errors import ToolError
 from tools_app.runner import ToolOwner, run_tool
 
+from .django_tasks import DJANGO_TASK_TOOL, run_django_task
 from .models import Task, TaskStatus
 from .retry import backoff, status_after_failure
 from .store import Completion
@@ -44,22 +45,21 @@ class Attempt:
     def is_running(self) -> bool:
         return self.future is not None and not self.future.done()
 
-    async def run(self, owner: ToolOwner, report_progress: Any) -> Completion | None:
-        """Run the tool; the attempt's end (None: cancelled because its lease was lost)."""
+    async def run(self, owner: ToolOwner | None, report_progress: Any) -> Completion | None:
+        """Run the tool, or the Django task's function (no owner: enqueued by code); the
+        attempt's end (None: cancelled because its lease was lost)."""
         task = self.task
         self.started = time.perf_counter()
         completion = Completion(task=task, status=TaskStatus.SUCCEEDED)
-        try:
-            outcome = await asyncio.wait_for(
-                run_tool(
-                    task.tool,
-                    task.args,
-                    owner,
-                    timeout=task.timeout,
-                    report_progress=report_progress,
-                ),
-                timeout=task.timeout,
+        if task.tool == DJANGO_TASK_TOOL:
+            running = run_django_task(task)
+        else:
+            assert owner is not None  # every tool task has one
+            running = run_tool(
+                task.tool, task.args, owner, timeout=task.timeout, report_progress=report_progress
             )
+        try:
+            outcome = await asyncio.wait_for(running, timeout=task.timeout)
             completion.result, completion.cache_hit = outcome.result, outcome.cache_hit
         except asyncio.CancelledError:
             return self.cancelled()

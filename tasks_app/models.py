@@ -18,6 +18,9 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from .queue_names import DEFAULT_QUEUE
+from .queue_names import QUEUE_NAME_PATTERN as QUEUE_NAME_PATTERN  # re-exported
+
 
 def new_task_id() -> str:
     """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
@@ -53,11 +56,6 @@ class TaskSource(models.TextChoices):
     MCP = "mcp"
     DJANGO = "django"
     SCHEDULE = "schedule"
-
-
-DEFAULT_QUEUE = "default"
-# Queue names are safe slugs: they appear in URLs, metric labels and settings lists.
-QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class TaskQuerySet(models.QuerySet["Task"]):

@@ -1,4 +1,4 @@
-"""Named queues: which names are valid, and (staff) pausing and resuming them.
+"""Named queues as staff see them: their counts, and pausing and resuming them.
 
 A queue exists by use: a task names it. A paused queue keeps accepting tasks; the claim
 (``tasks_app.store.claim_sql``) skips it for every worker until it is resumed.
@@ -6,33 +6,62 @@ A queue exists by use: a task names it. A paused queue keeps accepting tasks; th
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from typing import Any
 
-from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
 
-from .models import QUEUE_NAME_PATTERN
-
-_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
-
-
-def queue_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a queue's name here, or None when it can."""
-    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
-        return f"{name!r} is not a queue name (letters, digits, _ and -, up to 64 characters)."
-    allowed = settings.CLAWSITE_QUEUES
-    if allowed and name not in allowed:
-        return f"Unknown queue {name!r}; CLAWSITE_QUEUES allows {', '.join(allowed)}."
-    return None
+from .events import wake_workers
+from .models import Queue, Task, TaskStatus
 
 
-def parse_queue_list(names: Iterable[str]) -> list[str]:
-    """Queue names from a setting or an option, in order, without repeats; ValueError names
-    the first invalid one."""
-    queues: list[str] = []
-    for name in names:
-        if (problem := queue_name_problem(name)) is not None:
-            raise ValueError(problem)
-        if name not in queues:
-            queues.append(name)
-    return queues
+def set_paused(name: str, paused: bool) -> Queue:
+    """Pause or resume the queue ``name`` (valid: the caller checked it) for every worker."""
+    with transaction.atomic():
+        queue, _ = Queue.objects.update_or_create(
+            name=name, defaults={"paused": paused, "changed_at": timezone.now()}
+        )
+        if not paused:
+            transaction.on_commit(wake_workers)  # its tasks may run now
+    return queue
+
+
+def queue_rows(user: Any = None, every: bool = False) -> list[dict[str, Any]]:
+    """``[{"name", "paused", "queued", "running"}]`` by name: every queue with queued or running
+    tasks (``every``: with any task at all, a scan of the table) or paused. ``user``: a non-staff
+    user's counts are of their own tasks."""
+    tasks = Task.objects.all() if user is None or user.is_staff else Task.objects.filter(owner=user)
+    active = (
+        tasks.filter(status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING])
+        .order_by()
+        .values("queue", "status")
+        .annotate(n=Count("id"))
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for row in active:
+        counts.setdefault(row["queue"], {"queued": 0, "running": 0})[row["status"]] = row["n"]
+    paused = {name for name in Queue.objects.filter(paused=True).values_list("name", flat=True)}
+    names = set(counts) | paused
+    if every:
+        names |= set(tasks.order_by().values_list("queue", flat=True).distinct())
+    return [
+        {"name": name, "paused": name in paused, **counts.get(name, {"queued": 0, "running": 0})}
+        for name in sorted(names)
+    ]
+
+
+def queue_row(name: str) -> dict[str, Any]:
+    """One queue's row, as in ``queue_rows``."""
+    counts = dict(
+        Task.objects.filter(queue=name, status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING])
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    return {
+        "name": name,
+        "paused": Queue.objects.filter(name=name, paused=True).exists(),
+        "queued": counts.get(TaskStatus.QUEUED, 0),
+        "running": counts.get(TaskStatus.RUNNING, 0),
+    }

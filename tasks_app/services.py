@@ -22,13 +22,14 @@ from tools_app.registry import Tool, get_tool, validation_details
 
 from . import store
 from .db import write_lock
+from .django_tasks import rerun_when_lost
 from .errors import ApiError
 from .events import ask_workers_to_cancel, publish_task_changes, publish_task_deletions
 from .flow import queued_counts
 from .limits import WorkerLimits
 from .metrics import record_finished, record_submitted
 from .models import TERMINAL_STATUSES, Task, TaskSource, TaskStatus
-from .queues import queue_name_problem
+from .queue_names import queue_name_problem
 from .retry import status_after_failure
 from .schemas import TaskSubmission
 from .store import Completion
@@ -373,6 +374,9 @@ def reap_expired_leases(now: Any = None, limit: int = 500) -> list[Task]:
                     "message": f"Worker {task.worker_id} stopped renewing its lease.",
                 }
             completion = Completion(task=task, status=status, error=error, finished_at=now)
+            if status == TaskStatus.FAILED and rerun_when_lost(task):
+                completion.status = TaskStatus.QUEUED
+                completion.max_attempts = task.max_attempts + 1
             changed.extend(store.complete_tasks(task.worker_id, [completion]))
         _after_commit(changed)
     return changed

@@ -229,7 +229,7 @@ class WorkerEngine:
         current_task_id.set(
             attempt.task.id
         )  # this asyncio task's logs carry its id (tasks_app.logs)
-        owner = self.owners[attempt.task.owner_id]
+        owner = self.owners.get(attempt.task.owner_id)  # None: a Django task, enqueued by code
         self._end(attempt, await attempt.run(owner, functools.partial(self._progress, attempt)))
 
     def _end(self, attempt: Attempt, completion: Completion | None) -> None:

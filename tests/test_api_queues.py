@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.test import AsyncClient, Client
 
-from tasks_app.models import Task, TaskSource
+from tasks_app.models import Queue, Task, TaskSource
 
 from .test_api_tasks import post
 
@@ -90,3 +90,47 @@ def test_pages_submit_tasks_with_source_page(alice: Any) -> None:
     client.post("/tasks/new", {"tool": "list_directory", "priority": "0", "max_attempts": "1"})
     client.post("/tasks/batch", {"lines": '{"tool": "list_directory", "args": {}}'})
     assert [t.source for t in Task.objects.all()] == [TaskSource.PAGE, TaskSource.PAGE]
+
+
+async def test_staff_pause_and_resume_queues_others_are_forbidden(
+    as_alice: AsyncClient, as_carol: AsyncClient, alice: Any
+) -> None:
+    await post(as_alice, "/api/v1/tasks", {**READ, "queue": "a"})
+    await Task.objects.acreate(owner=alice, tool="read_file", queue="done", status="succeeded")
+    for method, path in [
+        ("get", "/api/v1/queues"),
+        ("post", "/api/v1/queues/a/pause"),
+        ("post", "/api/v1/queues/a/resume"),
+    ]:
+        response = await getattr(as_alice, method)(path)
+        assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    assert not await Queue.objects.aexists()
+    listed = (await as_carol.get("/api/v1/queues")).json()["queues"]
+    assert listed == [
+        {"name": "a", "paused": False, "queued": 1, "running": 0},
+        {"name": "done", "paused": False, "queued": 0, "running": 0},
+    ]
+    paused = await as_carol.post("/api/v1/queues/a/pause")
+    assert paused.status_code == 200
+    assert paused.json() == {"name": "a", "paused": True, "queued": 1, "running": 0}
+    assert (await Queue.objects.aget(name="a")).paused
+    # A paused queue with no task is listed too; it still accepts tasks.
+    await as_carol.post("/api/v1/queues/empty/pause")
+    assert (await post(as_alice, "/api/v1/tasks", {**READ, "queue": "a"})).status_code == 202
+    listed = (await as_carol.get("/api/v1/queues")).json()["queues"]
+    assert [(q["name"], q["paused"], q["queued"]) for q in listed] == [
+        ("a", True, 2),
+        ("done", False, 0),
+        ("empty", True, 0),
+    ]
+    resumed = await as_carol.post("/api/v1/queues/a/resume")
+    assert resumed.json()["paused"] is False and not (await Queue.objects.aget(name="a")).paused
+    assert (await as_carol.get("/api/v1/queues/a/pause")).status_code == 405
+
+
+async def test_a_bad_queue_name_in_the_path_is_400(as_carol: AsyncClient) -> None:
+    for name in ("a.b", "x" * 65, "%20"):
+        response = await as_carol.post(f"/api/v1/queues/{name}/pause")
+        assert response.status_code in (400, 404), name
+        assert response.json()["error"]["code"] in ("invalid_args", "not_found")
+    assert not await Queue.objects.aexists()

@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from tools_app.registry import all_tools
 
-from ..models import QUEUE_NAME_PATTERN, TaskSource
+from ..models import TaskSource
+from ..queue_names import QUEUE_NAME_PATTERN
 from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, TaskSubmission
 
 REF = "#/components/schemas/{model}"
@@ -99,6 +100,18 @@ def _components() -> dict[str, Any]:
     for tool in all_tools():
         schemas[f"{tool.name}_args"] = tool.Args.model_json_schema(ref_template=REF)
     return schemas
+
+
+def _queue_change(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": _json({"type": "object"}), **_errors(400, 403)},
+        }
+    }
 
 
 @functools.cache
@@ -214,6 +227,14 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
+            "/queues": {
+                "get": {
+                    "summary": "Every queue with tasks or paused, with its counts (staff)",
+                    "responses": {"200": _json({"type": "object"}), **_errors(403)},
+                }
+            },
+            "/queues/{name}/pause": _queue_change("Pause a queue: it runs nothing (staff)"),
+            "/queues/{name}/resume": _queue_change("Resume a paused queue (staff)"),
             "/openapi.json": {
                 "get": {
                     "summary": "This document",

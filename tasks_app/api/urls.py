@@ -13,6 +13,9 @@ urlpatterns = [
     path("tasks/<str:task_id>/cancel", views.cancel, name="api-task-cancel"),
     path("tasks/<str:task_id>/retry", views.retry, name="api-task-retry"),
     path("stats", views.queue_stats, name="api-stats"),
+    path("queues", views.queue_list, name="api-queues"),
+    path("queues/<str:name>/pause", views.queue_pause, name="api-queue-pause"),
+    path("queues/<str:name>/resume", views.queue_resume, name="api-queue-resume"),
     path("openapi.json", views.openapi, name="api-openapi"),
     path("cache", tools_api.cache, name="api-cache"),
 ]

@@ -15,10 +15,11 @@ from django.utils.timezone import is_aware
 from tools_app.formats import AGENT_FORMATS
 from tools_app.registry import all_tools
 
-from .. import services, store
+from .. import queues, services, store
 from ..db import GroupCommit, run_in_db_thread
 from ..errors import ApiError
 from ..models import Task
+from ..queue_names import queue_name_problem
 from ..safejson import check_text, is_storable_text
 from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, ToolListQuery, WaitQuery
 from ..serializers import task_to_dict
@@ -178,6 +179,24 @@ async def stats(request: HttpRequest, user: Any) -> HttpResponse:
     return respond(await run_in_db_thread(get_stats, user))
 
 
+async def list_queues(request: HttpRequest, user: Any) -> HttpResponse:
+    return respond({"queues": await run_in_db_thread(queues.queue_rows, None, True)})
+
+
+def _pause_or_resume(paused: bool) -> Any:
+    async def handler(request: HttpRequest, user: Any, name: str) -> HttpResponse:
+        if (problem := queue_name_problem(name)) is not None:
+            raise ApiError("invalid_args", problem)
+
+        def change() -> dict[str, Any]:
+            queues.set_paused(name, paused)
+            return queues.queue_row(name)
+
+        return respond(await run_in_db_thread(change))
+
+    return handler
+
+
 async def openapi_document(request: HttpRequest, user: Any) -> HttpResponse:
     from .openapi import build_openapi
 
@@ -193,3 +212,6 @@ cancel = endpoint(POST=cancel_task)
 retry = endpoint(POST=retry_task)
 openapi = endpoint(public=True, GET=openapi_document)
 queue_stats = endpoint(GET=stats)
+queue_list = endpoint(staff_only=True, GET=list_queues)
+queue_pause = endpoint(staff_only=True, POST=_pause_or_resume(True))
+queue_resume = endpoint(staff_only=True, POST=_pause_or_resume(False))

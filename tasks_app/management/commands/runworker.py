@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management import CommandError
 
 from tasks_app.db import shutdown_db_threads
-from tasks_app.queues import parse_queue_list
+from tasks_app.queue_names import parse_queue_list
 from tasks_app.renewal import replace_process
 from tasks_app.worker import get_engine
 
