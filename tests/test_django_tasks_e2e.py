@@ -164,21 +164,16 @@ def test_timeouts_fail_the_attempt_and_a_late_return_is_dropped(
 
 
 def test_priority_order_and_run_after(workers: Workers, tmp_path: Path) -> None:
-    ledger = str(tmp_path / "order")
+    ledger = tmp_path / "order"
     for name, priority in [("low", -5), ("high", 50), ("mid", 0), ("mid2", 0), ("top", 100)]:
-        fx.append_line.using(priority=priority).enqueue(ledger, name)
-    later = fx.append_line.using(run_after=timezone.now() + timedelta(seconds=4)).enqueue(
-        ledger, "later"
-    )
+        fx.append_line.using(priority=priority).enqueue(str(ledger), name)
     workers.start(CLAWSITE_WORKER_CONCURRENCY="1")
-    wait_for(
-        lambda: Path(ledger).exists() and len(Path(ledger).read_text().split()) == 5,
-        timeout=60,
-    )
-    assert Path(ledger).read_text().split() == ["top", "high", "mid", "mid2", "low"]
-    assert later.status == TaskResultStatus.READY
+    wait_for(lambda: ledger.exists() and len(ledger.read_text().split()) == 5, timeout=60)
+    assert ledger.read_text().split() == ["top", "high", "mid", "mid2", "low"]
+    run_after = timezone.now() + timedelta(seconds=3)
+    later = fx.append_line.using(run_after=run_after).enqueue(str(ledger), "later")
     assert finished(later).status == TaskResultStatus.SUCCESSFUL
-    assert later.started_at >= later.task.run_after
+    assert later.started_at >= run_after and later.task.run_after == run_after
 
 
 def test_queue_routing_and_pause(workers: Workers, tmp_path: Path) -> None:
