@@ -312,5 +312,9 @@ CLAWSITE_LIMITS = os.environ.get("CLAWSITE_LIMITS", "")
 # replaces itself with a fresh process under the same command and pid (0: no limit).
 CLAWSITE_WORKER_MAX_TASKS = envint("CLAWSITE_WORKER_MAX_TASKS", 0)
 CLAWSITE_WORKER_MAX_MEMORY_MB = envint("CLAWSITE_WORKER_MAX_MEMORY_MB", 0)
+# Schedules: how often each worker looks for due ones, and how late a run of a "skip" schedule
+# may be before it is skipped.
+CLAWSITE_SCHEDULE_CHECK_SECONDS = envfloat("CLAWSITE_SCHEDULE_CHECK_SECONDS", 1.0)
+CLAWSITE_SCHEDULE_GRACE_SECONDS = envfloat("CLAWSITE_SCHEDULE_GRACE_SECONDS", 60.0)
 # How often a worker rereads whether any limit exists (a change of a limit's values counts at once).
 CLAWSITE_LIMITS_REFRESH_SECONDS = envfloat("CLAWSITE_LIMITS_REFRESH_SECONDS", 2.0)

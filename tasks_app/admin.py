@@ -17,7 +17,8 @@ from django.utils.html import format_html, format_html_join
 from . import services
 from .errors import ApiError
 from .limits import describe_limits
-from .models import TERMINAL_STATUSES, ApiToken, Limit, Task, WorkerHeartbeat
+from .models import TERMINAL_STATUSES, ApiToken, Limit, Schedule, Task, WorkerHeartbeat
+from .schedules import start_schedule
 from .stats import get_stats
 
 MACHINE_FIELDS = (
@@ -236,3 +237,35 @@ class LimitAdmin(admin.ModelAdmin):
     def tokens_now(self, obj: Limit) -> Any:
         tokens = self._state(obj).get("tokens")
         return "-" if tokens is None else tokens
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    """Recurring tasks; each run is an ordinary task (source "schedule") linked to its row."""
+
+    list_display = (
+        "name",
+        "tool",
+        "owner",
+        "queue",
+        "interval_seconds",
+        "cron",
+        "catch_up",
+        "enabled",
+        "next_run_at",
+        "last_run_at",
+        "runs_fired",
+        "runs_skipped",
+    )
+    list_filter = ("enabled", "tool", "catch_up")
+    search_fields = ("name", "tool")
+    list_select_related = ("owner",)
+    readonly_fields = ("last_run_at", "last_task_id", "runs_fired", "runs_skipped")
+
+    def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
+        # A new schedule, a new timing, or a cleared due time: start from now. Re-enabling
+        # keeps the old due time, so the catch-up policy decides about the runs missed.
+        timing = {"interval_seconds", "cron"} & set(form.changed_data)
+        if not change or timing or obj.next_run_at is None:
+            start_schedule(obj)
+        super().save_model(request, obj, form, change)

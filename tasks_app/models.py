@@ -85,6 +85,16 @@ class Task(models.Model):
     tool = models.CharField(max_length=64)
     queue = models.CharField(max_length=64, default=DEFAULT_QUEUE)
     source = models.CharField(max_length=16, choices=TaskSource.choices, default=TaskSource.API)
+    # The schedule that fired this run (source "schedule"). Indexed only where set (a partial
+    # index), so an ordinary insert writes no extra B-tree.
+    schedule = models.ForeignKey(
+        "Schedule",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="runs",
+        db_index=False,
+    )
     args = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
     priority = models.SmallIntegerField(default=0)
@@ -142,6 +152,11 @@ class Task(models.Model):
                 fields=["status", "finished_at"],
                 condition=Q(finished_at__isnull=False),
                 name="task_status_finished_idx",
+            ),
+            models.Index(
+                fields=["schedule", "-created_at"],
+                condition=Q(schedule__isnull=False),
+                name="task_schedule_idx",
             ),
         ]
         constraints = [
@@ -370,3 +385,54 @@ class Limit(models.Model):
     @property
     def name(self) -> str:
         return self.key.partition(":")[2]
+
+
+class CatchUp(models.TextChoices):
+    """What a schedule does with due times missed while nothing ran (downtime, a pause)."""
+
+    ONCE = "once", "run once for all missed times"
+    SKIP = "skip", "skip missed times"
+
+
+class Schedule(models.Model):
+    """Recurring work: every ``interval_seconds`` or at the times of a ``cron`` expression
+    (UTC), a task of ``tool`` with ``args`` for ``owner`` in ``queue``. Fired by whichever
+    worker sees it due first, exactly once per due time (tasks_app.schedules)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="schedules",
+        null=True,
+        blank=True,
+        help_text="Whose task each run is (empty only for Django tasks, enqueued by code).",
+    )
+    tool = models.CharField(max_length=64)
+    args = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=64, default="default")
+    priority = models.SmallIntegerField(default=0)
+    interval_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Run every this many seconds; or give a cron expression."
+    )
+    cron = models.CharField(
+        max_length=100, blank=True, help_text='Five fields, UTC, e.g. "*/15 * * * *".'
+    )
+    catch_up = models.CharField(max_length=8, choices=CatchUp.choices, default=CatchUp.ONCE)
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_task_id = models.CharField(max_length=36, blank=True, editable=False)
+    runs_fired = models.PositiveIntegerField(default=0, editable=False)
+    runs_skipped = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from .schedules import check_schedule
+
+        check_schedule(self)

@@ -32,6 +32,7 @@ from .leases import Leases
 from .logs import current_task_id
 from .models import Task
 from .renewal import Renewal
+from .schedules import fire_due_schedules
 from .store import Completion
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class WorkerEngine:
         self._loop_task: asyncio.Task[None] | None = None
         self._last_housekeeping = 0.0
         self._last_progress_flush = 0.0
+        self._last_schedules = 0.0
         self._stopped = asyncio.Event()
         # The limits on running work, as this worker's claims see them (tasks_app.limits).
         self.limiter = limits.WorkerLimits()
@@ -147,6 +149,12 @@ class WorkerEngine:
                 await self._cycle()
                 if time.monotonic() - self._last_housekeeping >= self.housekeeping_seconds:
                     await self._housekeeping()
+                if (
+                    time.monotonic() - self._last_schedules
+                    >= settings.CLAWSITE_SCHEDULE_CHECK_SECONDS
+                ):
+                    self._last_schedules = time.monotonic()
+                    await run_in_db_thread(fire_due_schedules)
             except Exception:
                 # Database or Redis away: the rows are the truth, so wait and try again.
                 logger.exception("worker cycle failed; retrying")
