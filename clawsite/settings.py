@@ -211,6 +211,11 @@ WHITENOISE_USE_FINDERS = True
 # --- ClawSite --------------------------------------------------------------------------------------
 CLAWSITE_MAX_BODY_BYTES = envint("CLAWSITE_MAX_BODY_BYTES", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CLAWSITE_MAX_BODY_BYTES
+# A tool result larger than this (as JSON) fails its task with invalid_result.
+CLAWSITE_MAX_RESULT_BYTES = envint("CLAWSITE_MAX_RESULT_BYTES", 10 * 1024 * 1024)
+# Websocket frames carry results up to about this size; a larger one is left out of the frame
+# (``result_omitted``: fetch the task's ``url``), so watchers are not sent megabytes per change.
+CLAWSITE_WS_MAX_RESULT_BYTES = envint("CLAWSITE_WS_MAX_RESULT_BYTES", 64 * 1024)
 CLAWSITE_WORKSPACE_ROOT = Path(
     os.environ.get("CLAWSITE_WORKSPACE_ROOT", DATA_DIR / "workspaces")
 ).resolve()

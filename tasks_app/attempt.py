@@ -11,11 +11,13 @@ import logging
 import time
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from tools_app.errors import ToolError
 from tools_app.runner import ToolOwner, run_tool
 
+from . import safejson
 from .django_tasks import DJANGO_TASK_TOOL, run_django_task
 from .models import Task, TaskStatus
 from .retry import backoff, status_after_failure
@@ -60,7 +62,15 @@ class Attempt:
             )
         try:
             outcome = await asyncio.wait_for(running, timeout=task.timeout)
+            # Checked here, where only this task can fail: a result the store cannot hold
+            # would otherwise break the completion batch it is written with.
+            safejson.check_result(outcome.result, settings.CLAWSITE_MAX_RESULT_BYTES)
             completion.result, completion.cache_hit = outcome.result, outcome.cache_hit
+        except safejson.UnsafeJSON as problem:
+            self._fail(
+                completion,
+                ToolError("invalid_result", f"The tool's result cannot be stored: {problem}."),
+            )
         except asyncio.CancelledError:
             return self.cancelled()
         except TimeoutError:
@@ -104,7 +114,11 @@ class Attempt:
     @staticmethod
     def _fail(completion: Completion, error: ToolError) -> None:
         task = completion.task
-        completion.error = error.as_dict()
+        # Messages may quote the input (a file name, an exception's text): keep them storable.
+        completion.error = {
+            key: safejson.storable_text(value) if isinstance(value, str) else value
+            for key, value in error.as_dict().items()
+        }
         completion.status = status_after_failure(task, retryable=error.retryable)
         if completion.status == TaskStatus.QUEUED:
             completion.run_after = timezone.now() + backoff(task.attempts)

@@ -15,7 +15,7 @@ from .db import run_in_db_thread
 from .events import STAFF_GROUP, WORKERS_GROUP, owner_group
 from .models import Task
 from .safejson import is_storable_text
-from .serializers import task_to_dict
+from .serializers import task_to_frame
 from .stats import get_stats
 from .worker import get_engine
 from .ws_access import AccessCheckedMixin
@@ -131,7 +131,7 @@ class TaskDetailConsumer(TaskUpdatesConsumer):
         )
         if task is None:
             return None
-        self.initial = task_to_dict(task)
+        self.initial = task_to_frame(task)
         return owner_group(task.owner_id)
 
     async def send_initial_state(self) -> None:

@@ -19,7 +19,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from .models import Task
-from .serializers import task_to_dict
+from .serializers import task_to_frame
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class _Hub:
         if latest:
             # Built here, for the newest state only: a task claimed and finished within one
             # window costs one payload, not two (a tenth of a worker's time was payloads).
-            self._start(send_updates([task_to_dict(task) for task in latest.values()]))
+            self._start(send_updates([task_to_frame(task) for task in latest.values()]))
 
     def add_wakeup(self) -> None:
         # At most one wake-up per WAKEUP_SECONDS: the first of a burst goes at once, the rest
@@ -195,7 +195,7 @@ def publish_task_changes(tasks: Iterable[Task], *, wake: bool = False) -> None:
     there is work). Thread-safe; call after commit."""
     hub = _live_hub()
     if hub is None:
-        payloads = [task_to_dict(task) for task in tasks]
+        payloads = [task_to_frame(task) for task in tasks]
         if payloads:
             async_to_sync(send_updates)(payloads)
         if wake:

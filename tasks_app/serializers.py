@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+
 from .models import Task
+from .safejson import rough_size_over
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -45,3 +48,16 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "owner": task.owner_id,
         "attempt_history": task.attempt_log,
     }
+
+
+def task_to_frame(task: Task) -> dict[str, Any]:
+    """The task as websocket frames carry it: a result over ``CLAWSITE_WS_MAX_RESULT_BYTES``
+    is left out (``"result_omitted": true``; GET the task's ``url`` for it), so a large result
+    is not broadcast to every watcher with every change."""
+    data = task_to_dict(task)
+    if task.result is not None and rough_size_over(
+        task.result, settings.CLAWSITE_WS_MAX_RESULT_BYTES
+    ):
+        data["result"] = None
+        data["result_omitted"] = True
+    return data

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from pydantic import ValidationError
@@ -138,7 +138,7 @@ def submit_tasks(
             # Another request inserted one of our idempotency keys between our check and our
             # insert: the second pass finds it.
             return _submit(owner, validated, source)
-    except UNSTORABLE as error:
+    except store.UNSTORABLE as error:
         raise ApiError(
             "invalid_args", f"The task cannot be stored: {type(error).__name__}: {error}"
         ) from None
@@ -161,15 +161,10 @@ def submit_grouped(
     try:
         with write_lock(), transaction.atomic():
             return _submit_together(sourced)
-    except UNSTORABLE:
+    except store.UNSTORABLE:
         pass  # tried again below, one by one
     with write_lock(), transaction.atomic():
         return [_submit_alone(*request) for request in sourced]
-
-
-# What a request's own values can raise while stored (the database itself being away raises
-# OperationalError/InterfaceError: that is nobody's input, and fails the group as before).
-UNSTORABLE = (DataError, IntegrityError, ValueError, OverflowError, TypeError)
 
 
 def _submit_together(

@@ -8,6 +8,7 @@ Values are adapted and rows decoded by the model's own fields, so the ORM reads 
 from __future__ import annotations
 
 import json
+import logging
 import operator
 import weakref
 from collections.abc import Iterable, Sequence
@@ -15,11 +16,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DataError,
+    IntegrityError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models.base import ModelState
 
 from .models import Queue, Task, TaskStatus
+from .safejson import storable_text
 from .serializers import isoformat
+
+logger = logging.getLogger(__name__)
 
 _FIELDS = Task._meta.concrete_fields
 _TABLE = Task._meta.db_table
@@ -430,6 +441,8 @@ class Completion:
     max_attempts: int | None = None
     # The fenced UPDATE's parameters, once prepared (then the task reads as written).
     params: list[Any] | None = field(default=None, repr=False)
+    # The task's fields as claimed, before this completion was applied (see ``refuse``).
+    claimed_state: tuple[Any, ...] | None = field(default=None, repr=False)
 
     def prepare(self, worker_id: str) -> None:
         """Apply this completion to its task and build its row's parameters, once: a write
@@ -439,6 +452,10 @@ class Completion:
             return
         db = _db()
         attempt = self.task.attempts
+        if self.claimed_state is None:
+            self.claimed_state = _applied_fields(self.task)
+        else:  # applied before, but its parameters could not be built: from the start again
+            self._restore()
         task = self.apply()
         self.params = [
             task.status,
@@ -456,6 +473,20 @@ class Completion:
             attempt,
             TaskStatus.RUNNING,
         ]
+
+    def refuse(self, worker_id: str, message: str) -> None:
+        """The store cannot hold this end of the attempt (a database refused a value that got
+        past the checks): it ends as failed with ``invalid_result`` and no result instead."""
+        if self.claimed_state is not None:
+            self._restore()
+        self.params = None
+        self.status, self.result, self.run_after = TaskStatus.FAILED, None, None
+        self.error = {"type": "invalid_result", "message": message}
+        self.prepare(worker_id)
+
+    def _restore(self) -> None:
+        for name, value in zip(_APPLIED_FIELDS, self.claimed_state or (), strict=True):
+            setattr(self.task, name, value)
 
     def apply(self) -> Task:
         """The task as it reads once this completion is written."""
@@ -489,6 +520,27 @@ class Completion:
         return task
 
 
+# What ``Completion.apply`` changes.
+_APPLIED_FIELDS = (
+    "attempt_log",
+    "status",
+    "result",
+    "error",
+    "cache_hit",
+    "run_after",
+    "lease_expires_at",
+    "max_attempts",
+    "finished_at",
+    "duration_ms",
+    "version",
+)
+_applied_fields = operator.attrgetter(*_APPLIED_FIELDS)
+
+# What a row's own values can raise when written (the database being away raises
+# OperationalError/InterfaceError instead: that is nobody's value).
+UNSTORABLE = (DataError, IntegrityError, ValueError, OverflowError, TypeError)
+
+
 _COMPLETE_SQL = (
     f"UPDATE {_TABLE} SET status = %s, result = %s, error = %s, cache_hit = %s, "
     f"finished_at = %s, duration_ms = %s, run_after = %s, attempt_log = %s, "
@@ -506,6 +558,20 @@ def complete_tasks(worker_id: str, completions: Sequence[Completion]) -> list[Ta
     """
     if not completions:
         return []
+    try:
+        return _complete(worker_id, completions)
+    except UNSTORABLE as error:
+        # One end the store cannot hold must not hold up the others (on PostgreSQL a NUL in a
+        # result failed the whole batch, for ever): each alone, and the one refused as failed.
+        if len(completions) > 1:
+            return [t for c in completions for t in complete_tasks(worker_id, [c])]
+        logger.warning("task %s: its end cannot be stored: %s", completions[0].task.id, error)
+        message = storable_text(f"The result cannot be stored: {type(error).__name__}: {error}")
+        completions[0].refuse(worker_id, message[:1000])
+        return _complete(worker_id, completions)
+
+
+def _complete(worker_id: str, completions: Sequence[Completion]) -> list[Task]:
     for completion in completions:
         completion.prepare(worker_id)
     params = [completion.params for completion in completions]

@@ -4,8 +4,10 @@ cannot exist here): the server speaks plain HTTP/1.1 and the OpenAI streaming pr
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
 import json
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +79,8 @@ class LocalServer:
             send("302 Found", b"", f"Location: {request.path.split('?to=', 1)[1]}")
         elif request.path == "/loop":
             send("302 Found", b"", "Location: /loop")
+        elif request.path in ("/gzip-bomb", "/deflate", "/raw-deflate", "/nul"):
+            send(*_encoded(request.path))
         elif request.path == "/slow":
             await self.release.wait()
         elif request.path == "/v1/chat/completions":
@@ -111,6 +115,22 @@ class LocalServer:
         usage = {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
         final = {"id": "c1", "model": model, "choices": [], "usage": usage}
         writer.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+
+
+# 50 MB of zeros: ~50 KB gzipped (a bomb: the old code inflated each network chunk whole).
+BOMB_SIZE = 50_000_000
+
+
+def _encoded(path: str) -> tuple[str, bytes, str]:
+    if path == "/gzip-bomb":
+        return "200 OK", gzip.compress(b"\0" * BOMB_SIZE, 9), "Content-Encoding: gzip"
+    if path == "/deflate":
+        return "200 OK", zlib.compress(b"deflated " * 100), "Content-Encoding: deflate"
+    if path == "/raw-deflate":
+        squeeze = zlib.compressobj(wbits=-15)
+        body = squeeze.compress(b"raw " * 100) + squeeze.flush()
+        return "200 OK", body, "Content-Encoding: deflate"
+    return "200 OK", b"a\0b", "X-Nul: yes"
 
 
 @pytest.fixture
@@ -212,6 +232,31 @@ async def test_size_time_and_connection_limits(ws: Any, server: LocalServer, set
     await server.server.wait_closed()  # type: ignore[union-attr]
     refused = await fails("http_fetch", {"url": server.url("/hello")})
     assert refused.type == "connection_error" and refused.retryable
+
+
+async def test_compressed_bodies_are_inflated_within_max_bytes(
+    ws: Any, server: LocalServer, settings: Any
+) -> None:
+    settings.CLAWSITE_HTTP_ALLOW_PRIVATE = True
+    peak = []
+
+    real_feed = http_fetch._Inflater.feed
+
+    def feed(self: Any, data: bytes, room: int) -> bytes:
+        out = real_feed(self, data, room)
+        peak.append(len(out))
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(http_fetch._Inflater, "feed", feed)
+        bomb = (
+            await run("http_fetch", {"url": server.url("/gzip-bomb"), "max_bytes": 1000})
+        ).result
+    assert bomb["truncated"] is True and bomb["body"] == "\0" * 1000
+    assert max(peak) <= 1001  # never more than the cap inflated at once, however small the input
+    for path, text in (("/deflate", "deflated " * 100), ("/raw-deflate", "raw " * 100)):
+        found = (await run("http_fetch", {"url": server.url(path)})).result
+        assert found["body"] == text and found["truncated"] is False
 
 
 async def test_bad_fetch_arguments(ws: Any) -> None:

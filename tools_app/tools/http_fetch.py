@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import zlib
 from typing import Any, Literal
 
 import httpx
@@ -100,9 +101,51 @@ async def checked_address(host: str, port: int) -> str:
     return str(addresses[0])
 
 
+class _Inflater:
+    """One ``Content-Encoding`` (gzip or deflate) undone with a cap on what each call gives
+    out: zlib's ``max_length`` keeps the rest of the input for later, so a small compressed
+    chunk (a gzip bomb expands ~1000x) never becomes more than ``room`` bytes at once."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        # gzip: its header; deflate: zlib's (what the RFC says), raw deflate tried if not.
+        self.inflate = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else 15)
+        self.started = False
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        out = bytearray()
+        while data and len(out) < room:
+            try:
+                out += self.inflate.decompress(data, room - len(out))
+            except zlib.error:
+                if self.encoding == "deflate" and not self.started:
+                    self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+                    self.started = True
+                    continue
+                raise ToolError("http_error", f"the {self.encoding} body is corrupt") from None
+            self.started = True
+            data = self.inflate.unconsumed_tail
+        return bytes(out)
+
+
+def _inflaters(content_encoding: str) -> list[_Inflater] | None:
+    """The decoders for a ``Content-Encoding`` list, outermost first; None when one of them is
+    not gzip or deflate (the body is then returned as sent, like httpx does)."""
+    names = [n.strip().lower() for n in content_encoding.split(",") if n.strip()]
+    names = [n for n in names if n != "identity"]
+    if any(name not in ("gzip", "x-gzip", "deflate") for name in names):
+        return None
+    return [_Inflater("deflate" if n == "deflate" else "gzip") for n in reversed(names)]
+
+
 async def _read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
+    """At most ``max_bytes`` of the body, decompressed as it streams: neither the compressed
+    body nor its expansion is ever held beyond the cap (plus one network chunk)."""
+    inflaters = _inflaters(response.headers.get("content-encoding", "")) or []
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():
+        for inflater in inflaters:
+            chunk = inflater.feed(chunk, max_bytes + 1 - len(body))
         body += chunk
         if len(body) > max_bytes:
             return bytes(body[:max_bytes]), True
