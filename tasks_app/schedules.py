@@ -11,7 +11,8 @@ Catch-up after downtime (workers stopped, a schedule disabled for a while):
 - ``once`` (default): one run for any number of missed due times, then the next future time;
 - ``skip``: a run later than ``CLAWSITE_SCHEDULE_GRACE_SECONDS`` past its due time is skipped
   (counted in ``runs_skipped``); the next future time is kept.
-Interval schedules stay on their grid (due + k * interval); cron expressions are read in UTC by
+A schedule of the tool ``django_task`` (args ``{"task": "<module path>", "args", "kwargs"}``)
+enqueues that ``@task`` (no owner needed). Interval schedules stay on their grid (due + k * interval); cron expressions are read in UTC by
 cronsim.
 """
 
@@ -29,6 +30,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .db import write_lock
+from .django_tasks import DJANGO_TASK_TOOL, load_task
 from .errors import ApiError
 from .models import CatchUp, Schedule, Task, TaskSource
 
@@ -59,10 +61,26 @@ def check_schedule(schedule: Schedule) -> None:
             CronSim(schedule.cron, timezone.now())
         except CronSimError as error:
             raise ValidationError({"cron": f"Not a cron expression: {error}"}) from None
+    if schedule.tool == DJANGO_TASK_TOOL:
+        _django_task(schedule)
+        return
     try:
         validate_submission(_raw(schedule), schedule.owner)
     except ApiError as error:
         raise ValidationError(f"{error.message} {error.details or ''}".strip()) from None
+
+
+def _django_task(schedule: Schedule) -> tuple[Any, list[Any], dict[str, Any]]:
+    """A Django task schedule's ``@task``, args and kwargs (args ``{"task", "args", "kwargs"}``)."""
+    spec = schedule.args if isinstance(schedule.args, dict) else {}
+    args, kwargs = spec.get("args", []), spec.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValidationError('A Django task\'s args are {"task", "args": [...], "kwargs": {...}}.')
+    try:
+        task = load_task(str(spec.get("task", "")))
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+    return task.using(queue_name=schedule.queue, priority=schedule.priority), args, kwargs
 
 
 def _raw(schedule: Schedule, due: datetime | None = None) -> dict[str, Any]:
@@ -118,17 +136,22 @@ def _fire(schedule: Schedule, now: datetime) -> str | None:
         if not won or skip:
             return None  # another worker fired it (or it was retimed) / a missed time skipped
         try:
-            validated = validate_submission(_raw(schedule, due), schedule.owner)
-            [(task, _)] = submit_tasks(schedule.owner, [validated], TaskSource.SCHEDULE)
-        except ApiError as error:  # the tool was disabled since, the queue is full, ...
-            logger.warning("schedule %s: run at %s not created: %s", schedule, due, error.message)
+            if schedule.tool == DJANGO_TASK_TOOL:
+                django_task, args, kwargs = _django_task(schedule)
+                task_id = django_task.enqueue(*args, **kwargs).id  # in this transaction
+            else:
+                validated = validate_submission(_raw(schedule, due), schedule.owner)
+                [(task, _)] = submit_tasks(schedule.owner, [validated], TaskSource.SCHEDULE)
+                task_id = task.id
+        except (ApiError, ValidationError) as error:  # disabled since, the queue is full, ...
+            logger.warning("schedule %s: run at %s not created: %s", schedule, due, error)
             Schedule.objects.filter(pk=schedule.pk).update(runs_skipped=F("runs_skipped") + 1)
             return None
-        Task.objects.filter(pk=task.id).update(schedule=schedule)
+        Task.objects.filter(pk=task_id).update(schedule=schedule, source=TaskSource.SCHEDULE)
         Schedule.objects.filter(pk=schedule.pk).update(
-            last_task_id=task.id, runs_fired=F("runs_fired") + 1
+            last_task_id=task_id, runs_fired=F("runs_fired") + 1
         )
-    return task.id
+    return task_id
 
 
 def describe_schedules() -> list[dict[str, Any]]:

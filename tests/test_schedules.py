@@ -117,3 +117,28 @@ def test_staff_create_a_schedule_in_the_admin(alice: Any, carol: Any) -> None:
     assert s.next_run_at is not None and s.next_run_at > timezone.now()
     page = client.get("/admin/tasks_app/schedule/")
     assert b"hourly" in page.content
+
+
+def test_a_schedule_of_a_django_task_enqueues_it_with_no_owner(db: None) -> None:
+    due = timezone.now() - timedelta(seconds=1)
+    s = Schedule.objects.create(
+        name="meaning",
+        tool="django_task",
+        args={"task": "tests.django_tasks_fixtures.calculate_meaning_of_life"},
+        queue="default",
+        interval_seconds=60,
+        next_run_at=due,
+    )
+    s.clean()
+    [task_id] = fire_due_schedules()
+    task = Task.objects.get(pk=task_id)
+    assert (task.owner_id, task.tool, task.source, task.schedule_id) == (
+        None,
+        "django_task",
+        TaskSource.SCHEDULE,
+        s.pk,
+    )
+    assert task.args["task"] == "tests.django_tasks_fixtures.calculate_meaning_of_life"
+    bad = Schedule(name="x", tool="django_task", args={"task": "no.such.task"}, cron="* * * * *")
+    with pytest.raises(ValidationError):
+        bad.clean()
