@@ -321,5 +321,12 @@ CLAWSITE_WORKER_MAX_MEMORY_MB = envint("CLAWSITE_WORKER_MAX_MEMORY_MB", 0)
 # may be before it is skipped.
 CLAWSITE_SCHEDULE_CHECK_SECONDS = envfloat("CLAWSITE_SCHEDULE_CHECK_SECONDS", 1.0)
 CLAWSITE_SCHEDULE_GRACE_SECONDS = envfloat("CLAWSITE_SCHEDULE_GRACE_SECONDS", 60.0)
+# llm_chat's endpoint pool, a JSON list of {"name", "base_url", "api_key"?, "model"?, "weight"?,
+# "concurrency"?, "rate"?}; empty: CLAWSITE_LLM_BASE_URL alone, as a pool of one.
+CLAWSITE_LLM_ENDPOINTS = os.environ.get("CLAWSITE_LLM_ENDPOINTS", "")
+# Circuit breakers (LLM endpoints, http_fetch hosts): consecutive failures that open one, and
+# the seconds it stays open before one probe call may test it.
+CLAWSITE_BREAKER_FAILURES = envint("CLAWSITE_BREAKER_FAILURES", 5)
+CLAWSITE_BREAKER_COOLDOWN_SECONDS = envfloat("CLAWSITE_BREAKER_COOLDOWN_SECONDS", 60.0)
 # How often a worker rereads whether any limit exists (a change of a limit's values counts at once).
 CLAWSITE_LIMITS_REFRESH_SECONDS = envfloat("CLAWSITE_LIMITS_REFRESH_SECONDS", 2.0)

@@ -294,6 +294,7 @@ async def test_llm_chat_streams_deltas_as_progress(
         "content": "Hello, world",
         "model": "default-model",
         "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+        "endpoint": "default",
     }
     assert [message for _, _, message in progress] == ["Hel", "Hello", "Hello, ", "Hello, world"]
     sent = server.requests[0]

@@ -20,7 +20,9 @@ import httpx
 from django.conf import settings
 from pydantic import Field, field_validator
 
+from .. import breaker
 from ..errors import ToolError
+from ..llm_pool import retry_after_seconds
 from ..outbound import retryable_http_failures
 from ..registry import Tool, ToolArgs, ToolContext, register
 
@@ -152,6 +154,30 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, b
     return bytes(body), False
 
 
+async def _send_through_breaker(
+    client: httpx.AsyncClient, request: httpx.Request, host: str
+) -> httpx.Response:
+    """Send unless ``host``'s (host:port) circuit breaker is open (tools_app.breaker): connection failures,
+    5xx and 429 count against it; an open breaker fails the attempt as retryable at once."""
+    name = f"host:{host}"
+    allowed, wait = await breaker.allow(name)
+    if not allowed:
+        raise ToolError(
+            "circuit_open",
+            f"{host} keeps failing; its circuit breaker is open (next try in {wait:.0f} s)",
+            retryable=True,
+        )
+    try:
+        response = await client.send(request, stream=True)
+    except (httpx.TransportError, TimeoutError):
+        await breaker.record(name, False)
+        raise
+    failed = response.status_code >= 500 or response.status_code == 429
+    retry_after = retry_after_seconds(response.headers.get("Retry-After")) if failed else 0.0
+    await breaker.record(name, not failed, retry_after)
+    return response
+
+
 async def fetch(args: HttpFetchArgs, time_limit: float) -> dict[str, Any]:
     method = args.method
     headers = dict(args.headers)
@@ -169,7 +195,7 @@ async def fetch(args: HttpFetchArgs, time_limit: float) -> dict[str, Any]:
                 headers={**headers, "Host": url.netloc.decode("ascii")},
                 extensions=extensions,
             )
-            response = await client.send(request, stream=True)
+            response = await _send_through_breaker(client, request, f"{url.host}:{port}")
             try:
                 location = response.headers.get("location")
                 if response.is_redirect and location:

@@ -1,6 +1,7 @@
 """llm_chat: one chat completion from an OpenAI-compatible endpoint, streamed.
 
-POST ``{CLAWSITE_LLM_BASE_URL}/chat/completions`` with ``stream: true``; the server answers
+POST ``{base_url}/chat/completions`` of an endpoint of the pool (tools_app.llm_pool: weighted,
+limited, failing over, behind circuit breakers) with ``stream: true``; the server answers
 Server-Sent Events (``data: {chunk}`` ... ``data: [DONE]``). Each delta is reported as progress,
 so watchers see the answer grow. The endpoint is the operator's (a setting), not the caller's.
 """
@@ -8,6 +9,7 @@ so watchers see the answer grow. The endpoint is the operator's (a setting), not
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -15,6 +17,7 @@ import httpx
 from django.conf import settings
 from pydantic import BaseModel, Field, model_validator
 
+from .. import llm_pool
 from ..errors import ToolError
 from ..outbound import retryable_http_failures
 from ..registry import Tool, ToolArgs, ToolContext, register
@@ -57,14 +60,14 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[str]:
         yield "\n".join(data)
 
 
-def _request_body(args: LlmChatArgs) -> dict[str, Any]:
+def _request_body(args: LlmChatArgs, model: str = "") -> dict[str, Any]:
     messages = (
         [m.model_dump() for m in args.messages]
         if args.messages is not None
         else [{"role": "user", "content": args.prompt}]
     )
     body: dict[str, Any] = {
-        "model": args.model or settings.CLAWSITE_LLM_MODEL,
+        "model": args.model or model or settings.CLAWSITE_LLM_MODEL,
         "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -98,27 +101,47 @@ class LlmChat(Tool):
     default_timeout = 120.0
 
     def is_enabled(self, user: Any = None) -> bool:
-        return bool(settings.CLAWSITE_LLM_BASE_URL)
+        try:
+            return bool(llm_pool.endpoints())
+        except ValueError:
+            return False
 
     async def run(self, args: LlmChatArgs, ctx: ToolContext) -> dict[str, Any]:
         timeout = ctx.limit(args.timeout) or args.timeout
-        url = settings.CLAWSITE_LLM_BASE_URL.rstrip("/") + "/chat/completions"
+
+        async def ask(endpoint: llm_pool.Endpoint) -> dict[str, Any]:
+            return await self._ask(endpoint, args, ctx, timeout)
+
+        result, endpoint = await llm_pool.call(ask, time.monotonic() + timeout)
+        return {**result, "endpoint": endpoint.name}
+
+    async def _ask(
+        self, endpoint: llm_pool.Endpoint, args: LlmChatArgs, ctx: ToolContext, timeout: float
+    ) -> dict[str, Any]:
+        url = endpoint.base_url.rstrip("/") + "/chat/completions"
         headers = {"Accept": "text/event-stream"}
-        if settings.CLAWSITE_LLM_API_KEY:
-            headers["Authorization"] = f"Bearer {settings.CLAWSITE_LLM_API_KEY}"
+        if endpoint.api_key:
+            headers["Authorization"] = f"Bearer {endpoint.api_key}"
+        body = _request_body(args, endpoint.model)
         try:
             with retryable_http_failures(f"the LLM endpoint took over {timeout:g} s"):
                 async with (
                     httpx.AsyncClient(timeout=timeout, trust_env=False) as client,
-                    client.stream(
-                        "POST", url, json=_request_body(args), headers=headers
-                    ) as response,
+                    client.stream("POST", url, json=body, headers=headers) as response,
                 ):
                     if response.status_code >= 400:
-                        raise await _error_for(response)
+                        error = await _error_for(response)
+                        if error.retryable:  # 429, 5xx: the endpoint's trouble, not ours
+                            wait = llm_pool.retry_after_seconds(response.headers.get("Retry-After"))
+                            raise llm_pool.EndpointFailure(error, wait)
+                        raise error
                     if response.headers.get("content-type", "").startswith("application/json"):
                         return _from_completion(json.loads(await response.aread()))
                     return await self._collect(response, ctx)
+        except ToolError as error:
+            if error.type in ("timeout", "connection_error"):
+                raise llm_pool.EndpointFailure(error) from None
+            raise
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ToolError("llm_protocol_error", f"unexpected answer: {exc}") from None
 
