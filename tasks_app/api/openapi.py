@@ -62,6 +62,13 @@ ERROR_SCHEMA = {
 }
 
 
+# What a client does next with a task it submitted (the fuzzer's stateful phase follows these).
+TASK_LINKS = {
+    op: {"operationId": op, "parameters": {"task_id": "$response.body#/id"}}
+    for op in ("getTask", "cancelTask", "retryTask")
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(model=name)}
 
@@ -147,9 +154,10 @@ def build_openapi() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Submit a task",
+                    "operationId": "submitTask",
                     "requestBody": _body("TaskSubmission"),
                     "responses": {
-                        "202": _json(_ref("Task"), "Accepted"),
+                        "202": {**_json(_ref("Task"), "Accepted"), "links": TASK_LINKS},
                         "200": _json(_ref("Task"), "Idempotent repeat"),
                         **_errors(400, 403, 409, 413),
                     },
@@ -172,20 +180,22 @@ def build_openapi() -> dict[str, Any]:
             "/tasks/{task_id}": {
                 "get": {
                     "summary": "Read a task; with wait, long-poll until it is terminal",
+                    "operationId": "getTask",
                     "parameters": [
                         *_task_id_param(),
                         {
                             "name": "wait",
                             "in": "query",
-                            "schema": {"type": "number", "maximum": 60},
+                            "schema": {"type": "number", "minimum": 0, "maximum": 60},
                         },
                     ],
-                    "responses": {"200": _json(_ref("Task")), **_errors(404)},
+                    "responses": {"200": _json(_ref("Task")), **_errors(400, 404)},
                 }
             },
             "/tasks/{task_id}/cancel": {
                 "post": {
                     "summary": "Cancel a task",
+                    "operationId": "cancelTask",
                     "parameters": _task_id_param(),
                     "responses": {
                         "200": _json(_ref("Task"), "Cancelled"),
@@ -197,6 +207,7 @@ def build_openapi() -> dict[str, Any]:
             "/tasks/{task_id}/retry": {
                 "post": {
                     "summary": "Queue a failed or cancelled task again",
+                    "operationId": "retryTask",
                     "parameters": _task_id_param(),
                     "responses": {"202": _json(_ref("Task"), "Queued"), **_errors(404, 409)},
                 }
