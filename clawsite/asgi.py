@@ -13,7 +13,8 @@ from django.conf import settings  # noqa: E402
 from clawsite.handlers import ApiASGIHandler, route_api, route_path  # noqa: E402
 from tasks_app.consumers import TaskWorkerConsumer  # noqa: E402
 from tasks_app.mcp.transport import mcp_application  # noqa: E402
-from tasks_app.routing import WebsocketAuthMiddleware, websocket_urlpatterns  # noqa: E402
+from tasks_app.routing import websocket_urlpatterns  # noqa: E402
+from tasks_app.ws_auth import WebsocketAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -17,7 +17,7 @@ from django.core.handlers.asgi import ASGIHandler
 
 API_MIDDLEWARE = [
     "tasks_app.api.security.ApiSecurityMiddleware",
-    "tasks_app.api.errors.ApiErrorMiddleware",
+    "tasks_app.api.middleware.ApiErrorMiddleware",
 ]
 
 

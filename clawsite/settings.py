@@ -66,7 +66,7 @@ INSTALLED_APPS = [
     # Before "channels": its runworker command overrides Channels' own.
     "tasks_app",
     "tools_app",
-    "django.contrib.admin",
+    "tasks_app.admin_site.ClawSiteAdminConfig",  # the admin, with its statistics pages
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -76,7 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "tasks_app.api.errors.ApiErrorMiddleware",
+    "tasks_app.api.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "tasks_app.middleware.AsyncWhiteNoiseMiddleware",

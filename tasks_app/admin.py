@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
 from . import services
@@ -145,18 +144,24 @@ class TaskAdmin(admin.ModelAdmin):
         deleted = services.delete_finished_tasks(queryset)
         self.message_user(request, f"Deleted {deleted} finished task(s).")
 
-    def get_urls(self) -> list[URLPattern]:
-        stats_view = self.admin_site.admin_view(self.queue_stats_view)
-        return [path("stats/", stats_view, name="tasks_app_task_stats"), *super().get_urls()]
 
-    def queue_stats_view(self, request: HttpRequest) -> HttpResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Queue statistics",
-            "opts": self.model._meta,
-            "stats": get_stats(request.user),
-        }
-        return TemplateResponse(request, "admin/tasks_app/queue_stats.html", context)
+def queue_stats_view(request: HttpRequest) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Queue statistics",
+        "opts": Task._meta,
+        "stats": get_stats(request.user),
+    }
+    return TemplateResponse(request, "admin/tasks_app/queue_stats.html", context)
+
+
+admin.site.add_stats_page(  # type: ignore[attr-defined]
+    "tasks_app/task/stats/",
+    queue_stats_view,
+    name="tasks_app_task_stats",
+    title="Queue statistics",
+    description="counts, throughput, latency, workers",
+)
 
 
 @admin.register(ApiToken)

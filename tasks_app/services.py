@@ -18,7 +18,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from pydantic import ValidationError
 
-from tools_app.registry import Tool, get_tool, validation_details
+from tools_app.errors import validation_details
+from tools_app.registry import Tool, get_tool
 
 from . import store
 from .db import write_lock

@@ -172,12 +172,12 @@ async def test_the_checkpointer_copies_the_log_into_the_database_file(alice: Any
 
     from django.db import connection
 
-    from tasks_app.db import _Checkpointer
+    from tasks_app.db.checkpointer import Checkpointer
 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's write-ahead log only")
     await run_in_db_thread(lambda: None)  # the process's database threads start it
-    assert _Checkpointer._running is not None and _Checkpointer._running.is_alive()
+    assert Checkpointer._running is not None and Checkpointer._running.is_alive()
     [(task, _)] = await run_in_db_thread(services.submit_tasks, alice, [validated(alice)])
     path = connection.settings_dict["NAME"]
 

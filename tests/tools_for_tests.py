@@ -23,7 +23,7 @@ from django.conf import settings
 
 from tasks_app.models import Task
 from tools_app.errors import ToolError
-from tools_app.registry import _REGISTRY, Tool, ToolArgs, ToolContext, offload
+from tools_app.registry import Tool, ToolArgs, ToolContext, get_tool, offload, register, unregister
 from tools_app.workspace import WorkspacePath
 
 LEDGER = "ledger.log"
@@ -93,12 +93,13 @@ TEST_TOOLS: list[type[Tool]] = [LedgerTool]
 
 def install() -> None:
     for cls in TEST_TOOLS:
-        _REGISTRY.setdefault(cls.name, cls())
+        if get_tool(cls.name) is None:
+            register(cls)
 
 
 def uninstall() -> None:
     for cls in TEST_TOOLS:
-        _REGISTRY.pop(cls.name, None)
+        unregister(cls.name)
 
 
 # --- helpers for in-process tests ---------------------------------------------------------------

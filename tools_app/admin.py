@@ -1,16 +1,13 @@
 """The tool cache's page in the admin: its statistics, and buttons to invalidate one tool's
-answers or clear them all. A custom admin view (the cache has no model), linked from the index."""
+answers or clear them all: a statistics page of the admin (``tasks_app.admin_site``)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path
 
 from .cache import cacheable_tool_names, get_cache_stats, invalidate
 
@@ -41,15 +38,10 @@ def cache_view(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/tools_app/cache.html", context)
 
 
-def _with_cache_page(
-    previous: Callable[[], list[URLPattern | URLResolver]],
-) -> Callable[[], list[URLPattern | URLResolver]]:
-    # Chains whatever get_urls was before, so other pages added the same way stay reachable.
-    def get_urls() -> list[URLPattern | URLResolver]:
-        page = path("tools/cache/", admin.site.admin_view(cache_view), name="tools_cache")
-        return [page, *previous()]
-
-    return get_urls
-
-
-admin.site.get_urls = _with_cache_page(admin.site.get_urls)  # type: ignore[method-assign]
+admin.site.add_stats_page(  # type: ignore[attr-defined]
+    "tools/cache/",
+    cache_view,
+    name="tools_cache",
+    title="Tool cache",
+    description="statistics, invalidation",
+)

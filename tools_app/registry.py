@@ -1,4 +1,5 @@
-"""The tool contract and the registry every tool module registers into.
+"""The tool contract and the registry every tool module registers into (it also hands tool
+authors ``offload``, from ``tools_app.offload``, and ``validation_details``, from ``errors``).
 
 A tool is a class with a ``name``, a pydantic ``Args`` model (its JSON Schema is the API's
 ``args_schema``), flags, and ``async run(args, ctx)`` returning a JSON-able dict. A problem found
@@ -9,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from .errors import ToolError
+from .errors import ToolError, validation_details
 from .fingerprint import CacheBasis
+from .offload import offload, offload_long
 from .workspace import Workspace
 
 
@@ -112,38 +113,17 @@ def register[T: type[Tool]](cls: T) -> T:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove the tool ``name`` (tests that register tools of their own); absent: nothing."""
+    _REGISTRY.pop(name, None)
+
+
 def get_tool(name: str) -> Tool | None:
     return _REGISTRY.get(name)
 
 
 def all_tools() -> list[Tool]:
     return sorted(_REGISTRY.values(), key=lambda tool: tool.name)
-
-
-def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's errors as JSON-able details: where, and what is wrong."""
-    return [
-        {"loc": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-
-
-async def offload(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run short blocking work (stat, listdir, realpath, a Redis round trip) off the event loop."""
-    return await asyncio.to_thread(fn, *args)
-
-
-_long_jobs: ThreadPoolExecutor | None = None
-
-
-async def offload_long(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run long blocking work (a search, a hash of a large file) off the event loop, in threads
-    of its own: a few slow tools must not take every thread of the default pool, where short
-    work (aiofiles, ``offload``) of the other tasks waits."""
-    global _long_jobs
-    if _long_jobs is None:
-        _long_jobs = ThreadPoolExecutor(max_workers=32, thread_name_prefix="clawsite-tool")
-    return await asyncio.get_running_loop().run_in_executor(_long_jobs, fn, *args)
 
 
 __all__ = [
@@ -156,5 +136,6 @@ __all__ = [
     "offload",
     "offload_long",
     "register",
+    "unregister",
     "validation_details",
 ]

@@ -13,7 +13,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ValidationError
 
-from tools_app.registry import validation_details
+from tools_app.errors import validation_details
 
 from .. import safejson
 from ..auth import bearer_token, user_for_session, user_for_token

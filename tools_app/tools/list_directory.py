@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ToolError
-from ..fingerprint import CacheBasis, relative_name, tree_basis, walk_tree
+from ..fingerprint import CacheBasis, tree_basis
 from ..registry import Tool, ToolArgs, ToolContext, offload, register
+from ..tree import relative_name, walk_tree
 from ..workspace import Workspace, WorkspacePath
 
 MAX_ENTRIES = 100_000
