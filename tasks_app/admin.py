@@ -16,7 +16,17 @@ from django.utils.html import format_html, format_html_join
 from . import services
 from .errors import ApiError
 from .limits import describe_limits
-from .models import TERMINAL_STATUSES, ApiToken, Limit, Schedule, Task, WorkerHeartbeat
+from .models import (
+    DJANGO_TASK_TOOL,
+    TERMINAL_STATUSES,
+    ApiToken,
+    Limit,
+    Queue,
+    Schedule,
+    Task,
+    WorkerHeartbeat,
+)
+from .queues import queue_rows, set_paused
 from .schedules import start_schedule
 from .stats import get_stats
 
@@ -40,11 +50,33 @@ MACHINE_FIELDS = (
 )
 
 
+class FunctionFilter(admin.SimpleListFilter):
+    """Django tasks by their function (``args.task``)."""
+
+    title = "function"
+    parameter_name = "function"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        functions = (
+            Task.objects.filter(tool=DJANGO_TASK_TOOL)
+            .order_by()
+            .values_list("args__task", flat=True)
+            .distinct()
+        )
+        return [(path, path) for path in sorted(f for f in functions if isinstance(f, str))]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value():
+            return queryset.filter(tool=DJANGO_TASK_TOOL, args__task=self.value())
+        return queryset
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "tool",
+        "queue",
         "source",
         "status",
         "owner",
@@ -53,7 +85,14 @@ class TaskAdmin(admin.ModelAdmin):
         "created_at",
         "duration_ms",
     )
-    list_filter = ("status", "tool", "source", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_filter = (
+        "status",
+        "tool",
+        "queue",
+        "source",
+        FunctionFilter,
+        ("owner", admin.RelatedOnlyFieldListFilter),
+    )
     # Any part of the id, not only its start: ids begin with their creation time (UUIDv7), so
     # the tasks of the same minute share a prefix, and the random tail is what tells them apart.
     search_fields = ("id", "args")
@@ -63,6 +102,8 @@ class TaskAdmin(admin.ModelAdmin):
     readonly_fields = (
         *MACHINE_FIELDS,
         "tool",
+        "queue",
+        "source",
         "args",
         "status",
         "priority",
@@ -203,6 +244,57 @@ class ApiTokenAdmin(admin.ModelAdmin):
             token.revoke()
             revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).")
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin):
+    """Every queue with tasks (a row appears for each), paused and resumed by the actions: a
+    paused queue runs nothing on any worker until resumed (tasks_app.queues)."""
+
+    list_display = ("name", "paused", "queued", "running", "changed_at")
+    list_filter = ("paused",)
+    readonly_fields = ("name", "paused", "changed_at")
+    search_fields = ("name",)
+    actions = ("pause_queues", "resume_queues")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return (
+            False  # a queue exists by use; pausing an unused one: POST /api/v1/queues/<name>/pause
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # One read of every queue's counts for the page (no query per row); the queues that
+        # have tasks get their row, so they can be paused from here.
+        self._counts = {row["name"]: row for row in queue_rows(every=True)}
+        Queue.objects.bulk_create(
+            [Queue(name=name) for name in self._counts], ignore_conflicts=True
+        )
+        return super().changelist_view(request, extra_context)
+
+    def _count(self, obj: Queue, status: str) -> int:
+        return getattr(self, "_counts", {}).get(obj.name, {}).get(status, 0)
+
+    @admin.display(description="queued")
+    def queued(self, obj: Queue) -> int:
+        return self._count(obj, "queued")
+
+    @admin.display(description="running")
+    def running(self, obj: Queue) -> int:
+        return self._count(obj, "running")
+
+    def _set(self, request: HttpRequest, queryset: Any, paused: bool, verb: str) -> None:
+        names = list(queryset.values_list("name", flat=True))
+        for name in names:
+            set_paused(name, paused)
+        self.message_user(request, f"{verb} {len(names)} queue(s): {', '.join(names)}.")
+
+    @admin.action(description="Pause the selected queues", permissions=["change"])
+    def pause_queues(self, request: HttpRequest, queryset: Any) -> None:
+        self._set(request, queryset, True, "Paused")
+
+    @admin.action(description="Resume the selected queues", permissions=["change"])
+    def resume_queues(self, request: HttpRequest, queryset: Any) -> None:
+        self._set(request, queryset, False, "Resumed")
 
 
 @admin.register(WorkerHeartbeat)

@@ -132,7 +132,8 @@ class TaskDetailConsumer(TaskUpdatesConsumer):
         if task is None:
             return None
         self.initial = task_to_frame(task)
-        return owner_group(task.owner_id)
+        # A task enqueued by code has no owner: its changes go to the staff group only.
+        return STAFF_GROUP if task.owner_id is None else owner_group(task.owner_id)
 
     async def send_initial_state(self) -> None:
         self.is_newer(self.initial)

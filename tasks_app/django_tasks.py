@@ -41,10 +41,9 @@ from .backends import ClawSiteBackend, json_round_trip
 from .db import write_lock
 from .events import publish_task_changes
 from .metrics import record_submitted
+from .models import DJANGO_TASK_TOOL, TaskSource, TaskStatus
 from .models import Task as TaskRow
-from .models import TaskSource, TaskStatus
 
-DJANGO_TASK_TOOL = "django_task"
 # Lost attempts (the worker died) after which a Django task with no attempt left fails.
 LOST_RERUNS = 2
 

@@ -221,7 +221,8 @@ def publish_task_deletions(deleted: Iterable[tuple[str, int]]) -> None:
     async def send() -> None:
         for task_id, owner_id in deleted:
             message = {"type": "task.deleted", "id": task_id}
-            for group in (owner_group(owner_id), STAFF_GROUP):
+            groups = [STAFF_GROUP] if owner_id is None else [owner_group(owner_id), STAFF_GROUP]
+            for group in groups:
                 await _safe_group_send(group, message)
 
     hub = _live_hub()

@@ -33,7 +33,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .models import TERMINAL_STATUSES, WorkerHeartbeat
+from .models import DJANGO_TASK_TOOL, TERMINAL_STATUSES, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -148,19 +148,33 @@ flush = _pending.flush
 atexit.register(_pending.close)
 
 
+def _function(task: Any) -> str | None:
+    """A Django task's function (its module path), the label of its own counters."""
+    if task.tool != DJANGO_TASK_TOOL or not isinstance(task.args, dict):
+        return None
+    return str(task.args.get("task", ""))
+
+
 def record_submitted(tasks: Iterable[Any]) -> None:
-    """Count new tasks by tool. Call after commit (services.submit_tasks does)."""
+    """Count new tasks by tool, and Django tasks by function. Call after commit (the submit
+    services and the django.tasks backend do)."""
     by_tool: dict[str, float] = {}
+    by_function: dict[str, float] = {}
     for task in tasks:
         by_tool[task.tool] = by_tool.get(task.tool, 0) + 1
+        if (function := _function(task)) is not None:
+            by_function[function] = by_function.get(function, 0) + 1
     if by_tool:
         _pending.add("submitted", by_tool)
+    if by_function:
+        _pending.add("django_submitted", by_function)
 
 
 def record_finished(tasks: Iterable[Any]) -> None:
     """Count tasks that reached a terminal state, and their durations. The worker calls it once
     per completed batch, after the batch is written."""
     finished: dict[str, float] = {}
+    by_function: dict[str, float] = {}
     buckets: dict[str, float] = {}
     sums: dict[str, float] = {}
     for task in tasks:
@@ -168,6 +182,9 @@ def record_finished(tasks: Iterable[Any]) -> None:
             continue  # a retry is not an end
         field = _field(task.tool, task.status)
         finished[field] = finished.get(field, 0) + 1
+        if (function := _function(task)) is not None:
+            field = _field(function, task.status)
+            by_function[field] = by_function.get(field, 0) + 1
         if task.duration_ms is not None:
             seconds = task.duration_ms / 1000
             # Stored per bucket (not cumulative); the collector sums them up at scrape time.
@@ -178,6 +195,8 @@ def record_finished(tasks: Iterable[Any]) -> None:
         _pending.add("finished", finished)
         _pending.add("duration_buckets", buckets)
         _pending.add("duration_sum", sums)
+    if by_function:
+        _pending.add("django_finished", by_function)
 
 
 def record_worker_renewal(reason: str) -> None:
@@ -224,6 +243,26 @@ class ClawSiteCollector(Collector):
         now = timezone.now()
         fresh = sum(1 for beat in workers if beat.is_alive(now))
         yield GaugeMetricFamily("clawsite_workers", "Workers with a recent heartbeat.", value=fresh)
+        yield from self._queue_families()
+
+    @staticmethod
+    def _queue_families() -> Iterator[Metric]:
+        from .queues import queue_rows
+
+        tasks = GaugeMetricFamily(
+            "clawsite_queue_tasks",
+            "Queued and running tasks, by queue.",
+            labels=["queue", "status"],
+        )
+        paused = GaugeMetricFamily(
+            "clawsite_queue_paused", "1 when the queue is paused.", labels=["queue"]
+        )
+        for row in queue_rows():
+            tasks.add_metric([row["name"], "queued"], row["queued"])
+            tasks.add_metric([row["name"], "running"], row["running"])
+            paused.add_metric([row["name"]], int(row["paused"]))
+        yield tasks
+        yield paused
 
     def _redis_families(self) -> Iterator[Metric]:
         flush()  # this process's own increments; other processes' are at most FLUSH_SECONDS old
@@ -235,9 +274,13 @@ class ClawSiteCollector(Collector):
                 "duration_buckets",
                 "duration_sum",
                 "worker_renewals",
+                "django_submitted",
+                "django_finished",
             ):
                 pipe.hgetall(_key(name))
-            submitted, finished, buckets, sums, renewals = pipe.execute()
+            submitted, finished, buckets, sums, renewals, django_submitted, django_finished = (
+                pipe.execute()
+            )
         except redis.RedisError:
             logger.warning("metrics: Redis unavailable, counters left out", exc_info=True)
             return
@@ -264,6 +307,23 @@ class ClawSiteCollector(Collector):
         )
         for reason, n in sorted(renewals.items()):
             family.add_metric([reason], int(n))
+        yield family
+        family = CounterMetricFamily(
+            "clawsite_django_tasks_submitted",
+            "Django tasks enqueued, by function.",
+            labels=["function"],
+        )
+        for function, n in sorted(django_submitted.items()):
+            family.add_metric([function], int(n))
+        yield family
+        family = CounterMetricFamily(
+            "clawsite_django_tasks_finished",
+            "Django tasks that reached a terminal state, by function.",
+            labels=["function", "status"],
+        )
+        for field, n in sorted(django_finished.items()):
+            function, _, status = field.rpartition("|")
+            family.add_metric([function, status], int(n))
         yield family
 
     @staticmethod

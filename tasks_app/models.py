@@ -48,6 +48,10 @@ class TaskStatus(models.TextChoices):
 TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
+# The tool name of a task that runs a Django @task function (tasks_app.django_tasks).
+DJANGO_TASK_TOOL = "django_task"
+
+
 class TaskSource(models.TextChoices):
     """Where a task came from."""
 

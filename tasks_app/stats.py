@@ -23,6 +23,7 @@ from django.utils import timezone
 from tools_app.cache import get_cache_stats
 
 from .models import TERMINAL_STATUSES, Task, TaskStatus, WorkerHeartbeat
+from .queues import queue_rows
 from .serializers import isoformat
 
 WINDOW = timedelta(minutes=5)
@@ -109,6 +110,7 @@ def get_queue_stats(user: Any = None) -> dict[str, Any]:
         "queue": status_counts(scope),
         **throughput_and_latency(scope, now),
         "workers": worker_rows(now),
+        "queues": queue_rows(scope),
     }
 
 

@@ -23,7 +23,8 @@ from tools_app.registry import Tool, all_tools, get_tool
 from . import safejson, services
 from .errors import ApiError
 from .forms import BatchSubmitForm, TaskSubmitForm
-from .models import Task, TaskSource, TaskStatus
+from .models import DJANGO_TASK_TOOL, Task, TaskSource, TaskStatus
+from .queue_names import bad_queue_name
 from .safejson import is_storable_text
 from .serializers import task_to_dict
 from .stats import get_history, get_stats
@@ -54,11 +55,15 @@ def task_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     status = status if status in TaskStatus.values else ""
     tool = request.GET.get("tool", "")
-    tool = tool if get_tool(tool) is not None else ""
+    tool = tool if get_tool(tool) is not None or tool == DJANGO_TASK_TOOL else ""
+    queue = request.GET.get("queue", "")
+    queue = queue if bad_queue_name(queue) is None else ""
     if status:
         tasks = tasks.filter(status=status)
     if tool:
         tasks = tasks.filter(tool=tool)
+    if queue:
+        tasks = tasks.filter(queue=queue)
     source = request.GET.get("source", "")
     source = source if source in TaskSource.values else ""
     if source:
@@ -72,9 +77,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
             "status": status,
             "tool": tool,
             "source": source,
+            "queue": queue,
             "sources": TaskSource.values,
             "statuses": TaskStatus.values,
-            "tools": [t.name for t in all_tools()],
+            "tools": [t.name for t in all_tools()] + [DJANGO_TASK_TOOL],
         },
     )
 
@@ -124,16 +130,24 @@ def _progress_percent(task: Task) -> int | None:
 @require_GET
 def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     task = _visible_task_or_404(request, task_id)
+    result, args, function = task.result, task.args, None
+    if task.tool == DJANGO_TASK_TOOL and isinstance(args, dict):
+        # People read a Django task as its function, its arguments and what it returned.
+        function = args.get("task")
+        args = {"args": args.get("args", []), "kwargs": args.get("kwargs", {})}
+        if isinstance(result, dict):
+            result = {"return_value": result.get("return_value")}
     return render(
         request,
         "tasks/task_detail.html",
         {
             "task": task,
-            "result": present_result(task.result) if task.result is not None else None,
+            "function": function,
+            "result": present_result(result) if result is not None else None,
             "progress_percent": _progress_percent(task),
             "can_cancel": not task.is_terminal,
             "can_retry": task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED),
-            "args_json": json.dumps(task.args, indent=2, ensure_ascii=False),
+            "args_json": json.dumps(args, indent=2, ensure_ascii=False),
             "task_json": json.dumps(task_to_dict(task), indent=2, ensure_ascii=False),
         },
     )

@@ -74,6 +74,9 @@
       const value = lookup(stats, node.dataset.stat);
       node.textContent = value == null ? "–" : String(value);
     });
+    fillTable("queues-table", (stats.queues || []).map(function (q) {
+      return [q.name, String(q.queued), String(q.running), q.paused ? "paused" : ""];
+    }), "No queued or running task.");
     fillTable("workers-table", stats.workers.map(function (w) {
       return [w.id, w.hostname || "", String(w.running), w.last_heartbeat, w.alive ? "yes" : "no"];
     }), "No worker is running.");

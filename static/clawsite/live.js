@@ -33,7 +33,8 @@
   function matchesFilters(task) {
     return (!table.dataset.status || table.dataset.status === task.status) &&
       (!table.dataset.tool || table.dataset.tool === task.tool) &&
-      (!table.dataset.source || table.dataset.source === task.source);
+      (!table.dataset.source || table.dataset.source === task.source) &&
+      (!table.dataset.queue || table.dataset.queue === task.queue);
   }
 
   function updateRow(task) {
@@ -55,7 +56,7 @@
     link.textContent = task.id.slice(0, 12) + "…";
     const first = document.createElement("td");
     first.appendChild(link);
-    fresh.append(first, cell(task.tool), cell(task.source, "source source-" + task.source),
+    fresh.append(first, cell(task.tool), cell(task.queue, "queue"), cell(task.source, "source source-" + task.source),
       cell(task.status, "status status-" + task.status),
       timeCell(task.created_at), cell(task.duration_ms == null ? "" : task.duration_ms.toFixed(1)));
     if (row) { row.replaceWith(fresh); return; }
