@@ -191,7 +191,7 @@ def queue_stats_view(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Queue statistics",
         "opts": Task._meta,
-        "stats": get_stats(request.user),
+        "stats": get_stats(request.user, flow=True),
     }
     return TemplateResponse(request, "admin/tasks_app/queue_stats.html", context)
 

@@ -211,6 +211,48 @@ class ClawSiteCollector(Collector):
         yield from self._database_families()
         yield from self._redis_families()
         yield from self._cache_families()
+        yield from self._flow_families()
+
+    def _flow_families(self) -> Iterator[Metric]:
+        """Limits on running work, circuit breakers and the waits for endpoint limits."""
+        from tools_app.breaker import describe_breakers
+
+        from .limits import describe_limits
+
+        running = GaugeMetricFamily(
+            "clawsite_limit_running", "Tasks running under a limit.", labels=["limit"]
+        )
+        tokens = GaugeMetricFamily(
+            "clawsite_limit_tokens", "Starts a limit's rate allows now.", labels=["limit"]
+        )
+        held = GaugeMetricFamily(
+            "clawsite_limit_held", "1 while a limit holds tasks back.", labels=["limit"]
+        )
+        for limit in describe_limits():
+            running.add_metric([limit["key"]], limit["running"])
+            if limit["tokens"] is not None:
+                tokens.add_metric([limit["key"]], limit["tokens"])
+            held.add_metric([limit["key"]], 1 if limit["held"] else 0)
+        yield from (running, tokens, held)
+        state = GaugeMetricFamily(
+            "clawsite_breaker_state",
+            "A circuit breaker's state: 0 closed, 1 half-open, 2 open.",
+            labels=["name"],
+        )
+        opened = CounterMetricFamily(
+            "clawsite_breaker_opened", "Times a circuit breaker opened.", labels=["name"]
+        )
+        waits = CounterMetricFamily(
+            "clawsite_limiter_wait_seconds",
+            "Seconds calls waited for an endpoint's concurrency or rate.",
+            labels=["name"],
+        )
+        levels = {"closed": 0, "half_open": 1, "open": 2}
+        for entry in describe_breakers():
+            state.add_metric([entry["name"]], levels.get(entry["state"], 0))
+            opened.add_metric([entry["name"]], entry.get("opened", 0))
+            waits.add_metric([entry["name"]], entry.get("wait_seconds", 0.0))
+        yield from (state, opened, waits)
 
     def _database_families(self) -> Iterator[Metric]:
         from .stats import status_counts

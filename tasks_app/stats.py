@@ -114,6 +114,30 @@ def get_queue_stats(user: Any = None) -> dict[str, Any]:
     }
 
 
-def get_stats(user: Any = None) -> dict[str, Any]:
-    """The whole document of ``GET /api/v1/stats``: the queue's numbers and the cache's."""
-    return {**get_queue_stats(user), "cache": get_cache_stats()}
+def get_flow_stats() -> dict[str, Any]:
+    """Flow control as it stands: the limits on running work (running counts, tokens, held),
+    the circuit breakers and endpoint waits, the schedules. Staff only (hosts fetched by anyone
+    show up as breakers)."""
+    from tools_app.breaker import describe_breakers
+
+    from .limits import describe_limits
+    from .schedules import describe_schedules
+
+    schedules = [
+        {
+            **schedule,
+            "next_run_at": schedule["next_run_at"] and schedule["next_run_at"].isoformat(),
+            "last_run_at": schedule["last_run_at"] and schedule["last_run_at"].isoformat(),
+        }
+        for schedule in describe_schedules()
+    ]
+    return {"limits": describe_limits(), "breakers": describe_breakers(), "schedules": schedules}
+
+
+def get_stats(user: Any = None, flow: bool = False) -> dict[str, Any]:
+    """The whole document of ``GET /api/v1/stats``: the queue's numbers and the cache's; with
+    ``flow``, for staff, also ``flow`` (limits, breakers, schedules: the dashboard's)."""
+    stats = {**get_queue_stats(user), "cache": get_cache_stats()}
+    if flow and (user is None or user.is_staff):
+        stats["flow"] = get_flow_stats()
+    return stats

@@ -11,6 +11,7 @@ urlpatterns = [
     path("tasks/<str:task_id>/cancel", views.task_cancel, name="task-cancel"),
     path("tasks/<str:task_id>/retry", views.task_retry, name="task-retry"),
     path("dashboard", views.dashboard, name="dashboard"),
+    path("dashboard/flow", views.dashboard_flow, name="dashboard-flow"),
     path("healthz", ops.healthz, name="healthz"),
     path("metrics", ops.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),

@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -27,7 +27,7 @@ from .models import DJANGO_TASK_TOOL, Task, TaskSource, TaskStatus
 from .queue_names import bad_queue_name
 from .safejson import is_storable_text
 from .serializers import task_to_dict
-from .stats import get_history, get_stats
+from .stats import get_flow_stats, get_history, get_stats
 
 PAGE_SIZE = 50
 # Result keys whose text people read line by line.
@@ -276,10 +276,20 @@ def task_batch(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+def dashboard_flow(request: HttpRequest) -> HttpResponse:
+    """The dashboard's flow-control tables (limits, breakers, schedules), polled every few
+    seconds: the stats websocket keeps exactly the fields of GET /stats."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Staff only.")
+    return JsonResponse(get_flow_stats())
+
+
+@login_required
+@require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     if not request.user.is_staff:
         raise PermissionDenied("Staff only.")
-    stats = get_stats(request.user)
+    stats = get_stats(request.user, flow=True)
     return render(
         request,
         "tasks/dashboard.html",

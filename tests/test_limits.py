@@ -208,3 +208,36 @@ def test_staff_edit_limits_in_the_admin_and_see_them_live(alice: Any, carol: Any
     assert bad.status_code == 200  # the form again, with its errors
     limit.refresh_from_db()
     assert (limit.key, limit.rate) == ("tool:slow", "5/m")
+
+
+def test_the_dashboard_shows_limits_breakers_and_schedules(alice: Any, carol: Any) -> None:
+    from django.test import Client
+
+    from tasks_app.models import Schedule
+
+    Limit.objects.create(key="tool:slow", concurrency=2, rate="5/m")
+    Schedule.objects.create(
+        name="nightly", owner=alice, tool="file_info", args={"path": "x"}, cron="0 3 * * *"
+    )
+    make(alice, "slow", 3)
+    claim(10)
+    staff = Client()
+    staff.force_login(carol)
+    page = staff.get("/dashboard")
+    assert page.status_code == 200
+    assert b'id="limits-table"' in page.content and b"tool:slow" in page.content
+    assert b"nightly" in page.content
+    flow = staff.get("/dashboard/flow").json()
+    [limit] = flow["limits"]
+    assert (limit["key"], limit["running"], limit["held"]) == ("tool:slow", 2, True)
+    assert [s["name"] for s in flow["schedules"]] == ["nightly"]
+    assert isinstance(flow["breakers"], list)
+    user = Client()
+    user.force_login(alice)
+    assert user.get("/dashboard/flow").status_code == 403
+    from tasks_app.metrics import render_metrics
+
+    body = render_metrics()[0].decode()
+    assert 'clawsite_limit_running{limit="tool:slow"} 2.0' in body
+    assert 'clawsite_limit_held{limit="tool:slow"} 1.0' in body
+    assert "# TYPE clawsite_breaker_state gauge" in body

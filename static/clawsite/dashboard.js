@@ -69,6 +69,32 @@
     rows.forEach(function (cells) { body.appendChild(row(cells)); });
   }
 
+  function renderFlow(flow) {
+    if (document.getElementById("limits-table")) {
+      const dash = function (v) { return v == null ? "–" : String(v); };
+      fillTable("limits-table", flow.limits.map(function (l) {
+        return [l.key, l.running + " / " + dash(l.concurrency), dash(l.rate), dash(l.tokens), l.held ? "yes" : "no"];
+      }), "No limit is configured.");
+      fillTable("breakers-table", flow.breakers.map(function (b) {
+        return [b.name, b.state, String(b.failures || 0), String(b.opened || 0), (b.waits || 0) + " (" + (b.wait_seconds || 0) + ")"];
+      }), "No outbound call yet.");
+      fillTable("schedules-table", flow.schedules.map(function (s) {
+        return [s.name + " (" + s.tool + (s.enabled ? "" : ", disabled") + ")", s.every, dash(s.next_run_at), dash(s.last_run_at), s.runs_fired + " / " + s.runs_skipped];
+      }), "No schedule.");
+    }
+  }
+
+  // Limits, breakers and schedules change on their own: read them every few seconds.
+  function pollFlow() {
+    fetch("/dashboard/flow", { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (flow) { if (flow) renderFlow(flow); })
+      .catch(function () {})
+      .finally(function () { setTimeout(pollFlow, FLOW_POLL_MS); });
+  }
+  const FLOW_POLL_MS = 2000;
+  setTimeout(pollFlow, FLOW_POLL_MS);
+
   function render(stats) {
     document.querySelectorAll("[data-stat]").forEach(function (node) {
       const value = lookup(stats, node.dataset.stat);
