@@ -1,4 +1,5 @@
-"""The OpenAPI 3 document of API v1, built from the same pydantic models that validate requests."""
+"""The OpenAPI 3 document of API v1: requests described by the same pydantic models that validate
+them, the task object by the same field table that serializes it (``serializers.TASK_FIELDS``)."""
 
 from __future__ import annotations
 
@@ -9,43 +10,11 @@ from pydantic import BaseModel
 
 from tools_app.registry import all_tools
 
-from ..models import TaskSource
-from ..queue_names import QUEUE_NAME_PATTERN
 from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, TaskSubmission
+from ..serializers import task_json_schema
 
 REF = "#/components/schemas/{model}"
 
-TASK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "tool": {"type": "string"},
-        "queue": {"type": "string", "pattern": QUEUE_NAME_PATTERN},
-        "source": {"type": "string", "enum": TaskSource.values},
-        "args": {"type": "object"},
-        "status": {
-            "type": "string",
-            "enum": ["queued", "running", "succeeded", "failed", "cancelled"],
-        },
-        "priority": {"type": "integer", "minimum": -100, "maximum": 100},
-        "attempts": {"type": "integer"},
-        "max_attempts": {"type": "integer"},
-        "timeout": {"type": "number"},
-        "run_after": {"type": ["string", "null"], "format": "date-time"},
-        "progress": {"type": ["object", "null"]},
-        "result": {},
-        "error": {"type": ["object", "null"]},
-        "cache_hit": {"type": "boolean"},
-        "idempotency_key": {"type": ["string", "null"]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "started_at": {"type": ["string", "null"], "format": "date-time"},
-        "finished_at": {"type": ["string", "null"], "format": "date-time"},
-        "duration_ms": {"type": ["number", "null"]},
-        "version": {"type": "integer"},
-        "url": {"type": "string"},
-    },
-    "required": ["id", "tool", "args", "status", "version", "url"],
-}
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -99,7 +68,7 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _components() -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Task": TASK_SCHEMA, "Error": ERROR_SCHEMA}
+    schemas: dict[str, Any] = {"Task": task_json_schema(), "Error": ERROR_SCHEMA}
     for model in (TaskSubmission, BatchSubmission, LookupRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
