@@ -34,7 +34,7 @@ from django.db import connection
 
 from . import store
 from .flow import parse_rate
-from .models import Limit, Task
+from .models import Limit, LimitKey, Task
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ _TASKS = Task._meta.db_table
 
 
 @dataclass
-class LimitState:
+class LimitState(LimitKey):
     """One limit as a claim sees it."""
 
     id: int
@@ -53,14 +53,6 @@ class LimitState:
     tokens: float | None
     refilled_at: float | None
     running: int = 0
-
-    @property
-    def kind(self) -> str:
-        return self.key.partition(":")[0]
-
-    @property
-    def name(self) -> str:
-        return self.key.partition(":")[2]
 
     def bucket(self, now: float) -> tuple[float, float, float] | None:
         """(tokens now, capacity, tokens per second), or None without a rate."""

@@ -350,7 +350,21 @@ def validate_rate(text: str) -> None:
         raise ValidationError(str(error)) from None
 
 
-class Limit(models.Model):
+class LimitKey:
+    """``key`` is ``"<kind>:<name>"``: ``tool:llm_chat``, ``queue:long``."""
+
+    key: str
+
+    @property
+    def kind(self) -> str:
+        return self.key.partition(":")[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.partition(":")[2]
+
+
+class Limit(LimitKey, models.Model):
     """A cap on running work of one tool or one queue, held by every worker (tasks_app.limits):
     at most ``concurrency`` running at once, at most ``rate`` starts per period (token bucket).
     Staff edit these rows in the admin; ``CLAWSITE_LIMITS`` seeds the missing ones."""
@@ -381,14 +395,6 @@ class Limit(models.Model):
 
     def __str__(self) -> str:
         return self.key
-
-    @property
-    def kind(self) -> str:
-        return self.key.partition(":")[0]
-
-    @property
-    def name(self) -> str:
-        return self.key.partition(":")[2]
 
 
 class CatchUp(models.TextChoices):

@@ -40,6 +40,17 @@ def pool(settings: Any, *endpoints: dict[str, Any]) -> None:
     settings.CLAWSITE_LLM_ENDPOINTS = json.dumps(list(endpoints))
 
 
+def a_first(settings: Any, a: FakeLlm, b: FakeLlm, failing: int | None = 503) -> None:
+    """A pool of a (drawn first, nearly always) and b; ``a`` answers ``failing``."""
+    if failing is not None:
+        a.script = lambda prompt, count: ("status", failing, None)
+    pool(
+        settings,
+        {"name": "a", "base_url": a.url, "weight": 1000},
+        {"name": "b", "base_url": b.url, "weight": 0.001},
+    )
+
+
 def state(name: str) -> str:
     found = [b for b in describe_breakers() if b["name"].startswith(f"llm:{name}@")]
     return found[0]["state"] if found else "closed"
@@ -53,12 +64,8 @@ async def test_429_with_retry_after_fails_over_and_rests_the_endpoint(
     ws: Path, settings: Any, servers: list[FakeLlm]
 ) -> None:
     a, b = servers
+    a_first(settings, a, b, failing=None)
     a.script = lambda prompt, count: ("status", 429, 30)
-    pool(
-        settings,
-        {"name": "a", "base_url": a.url, "weight": 1000},
-        {"name": "b", "base_url": b.url, "weight": 0.001},
-    )
     first = await ask()
     assert first["endpoint"] == "b" and first["content"] == "b:hi"
     assert len(a.prompts) == 1 and state("a") == "open"
@@ -73,12 +80,7 @@ async def test_breaker_opens_after_consecutive_failures_then_probes_once_and_clo
     settings.CLAWSITE_BREAKER_FAILURES = 2
     settings.CLAWSITE_BREAKER_COOLDOWN_SECONDS = 0.5
     a, b = servers
-    a.script = lambda prompt, count: ("status", 503, None)
-    pool(
-        settings,
-        {"name": "a", "base_url": a.url, "weight": 1000},
-        {"name": "b", "base_url": b.url, "weight": 0.001},
-    )
+    a_first(settings, a, b)
     assert (await ask())["endpoint"] == "b"
     assert state("a") == "closed" and len(a.prompts) == 1
     assert (await ask())["endpoint"] == "b"
@@ -98,12 +100,7 @@ async def test_a_failed_probe_opens_the_breaker_again(
     settings.CLAWSITE_BREAKER_FAILURES = 1
     settings.CLAWSITE_BREAKER_COOLDOWN_SECONDS = 0.3
     a, b = servers
-    a.script = lambda prompt, count: ("status", 503, None)
-    pool(
-        settings,
-        {"name": "a", "base_url": a.url, "weight": 1000},
-        {"name": "b", "base_url": b.url, "weight": 0.001},
-    )
+    a_first(settings, a, b)
     await ask()
     assert state("a") == "open"
     await asyncio.sleep(0.4)
