@@ -10,7 +10,13 @@ from pydantic import BaseModel
 
 from tools_app.registry import all_tools
 
-from ..schemas import BatchSubmission, LookupRequest, TaskListQuery, TaskSubmission
+from ..schemas import (
+    BatchSubmission,
+    LookupRequest,
+    TaskListQuery,
+    TaskSubmission,
+    ToolListQuery,
+)
 from ..serializers import task_json_schema
 
 REF = "#/components/schemas/{model}"
@@ -111,8 +117,10 @@ def build_openapi() -> dict[str, Any]:
         "paths": {
             "/tools": {
                 "get": {
-                    "summary": "List the tools",
-                    "responses": {"200": _json({"type": "object"})},
+                    "summary": "List the tools (format=openai|anthropic: the caller's enabled "
+                    "tools as function-calling or tool-use definitions)",
+                    "parameters": _query_params(ToolListQuery),
+                    "responses": {"200": _json({"type": "object"}), **_errors(400)},
                 }
             },
             "/tasks": {
