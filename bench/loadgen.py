@@ -60,6 +60,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    """One request on a kept-alive connection, and its answer (status, body)."""
+    writer.write(request)
+    return await _read_response(reader)
+
+
 async def drive(
     port: int,
     make_request: Callable[[int], bytes],
