@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.mcp_helpers import MODERN, McpStack, mcp_stack, rpc, rpc_answer
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 TASKS = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
@@ -258,3 +259,47 @@ def test_invalid_arguments_create_no_task(mcp: McpStack) -> None:
             assert answer["result"]["isError"] is True, arguments
             assert answer["result"]["content"][0]["text"].startswith("invalid_args")
     assert len(mcp.tasks("tool=read_file&limit=500")) == before
+
+
+def test_a_cancel_arriving_after_the_client_left_the_call_still_cancels_it(mcp: McpStack) -> None:
+    """A legacy client abandoning a call closes its stream, then sends notifications/cancelled:
+    the call is gone by then, its task must still be cancelled. Without the cancel, leaving is
+    not cancelling (the task goes on)."""
+    init = rpc(mcp.stack, mcp.alice, "initialize", {"protocolVersion": "2025-06-18"}, version=None)
+    session = {"Mcp-Session-Id": init.headers["mcp-session-id"]}
+    task_ids = []
+    for request_id, cancel in [(41, False), (42, True)]:
+        call = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "tools/call",
+            "params": {"name": "run_command", "arguments": {"argv": ["sleep", "120"]}},
+        }
+        headers = {
+            "Authorization": f"Bearer {mcp.alice}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-06-18",
+            **session,
+        }
+        with httpx.stream("POST", mcp.stack.url + "/mcp", json=call, headers=headers, timeout=60):
+            running = wait_for(
+                lambda: mcp.tasks("tool=run_command&status=running&limit=1"), timeout=60
+            )
+        task_ids.append(running[0]["id"])
+        if cancel:
+            note = {"requestId": request_id, "reason": "gone"}
+            notified = rpc(
+                mcp.stack,
+                mcp.alice,
+                "notifications/cancelled",
+                note,
+                version="2025-06-18",
+                headers=session,
+                message_id=None,
+            )
+            assert notified.status_code == 202
+            wait_for(lambda: mcp.task(task_ids[1])["status"] == "cancelled", timeout=60)
+        else:
+            assert mcp.task(task_ids[0])["status"] == "running"
+            mcp.stack.request("POST", f"/api/v1/tasks/{task_ids[0]}/cancel", mcp.alice)
+            wait_for(lambda: mcp.task(task_ids[0])["status"] == "cancelled", timeout=60)

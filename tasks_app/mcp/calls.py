@@ -4,6 +4,7 @@ the same service as ``POST /api/v1/tasks`` and waited for like ``GET /tasks/<id>
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +39,20 @@ class _Flight:
     def __init__(self) -> None:
         self.task_id: str | None = None
         self.cancelled = asyncio.Event()
+        self.answered = False
+
+
+# A client abandoning a call may close its stream a moment before its notifications/cancelled
+# arrives: the calls left unanswered stay known for a while (task ids by the same key).
+ABANDONED_SECONDS = 60.0
+_abandoned: dict[tuple[Any, str | None, Any], tuple[float, str]] = {}
+
+
+def _remember_abandoned(key: tuple[Any, str | None, Any], task_id: str) -> None:
+    now = time.monotonic()
+    for old in [k for k, (at, _) in _abandoned.items() if at < now - ABANDONED_SECONDS]:
+        del _abandoned[old]
+    _abandoned[key] = (now, task_id)
 
 
 def _key(request: Request, request_id: Any) -> tuple[Any, str | None, Any]:
@@ -108,11 +123,16 @@ async def call_tool(request: Request, notify: Notify, disconnected: asyncio.Even
             return {"content": [{"type": "text", "text": invalid.text}], "isError": True}
         flight.task_id = task.id
         if request.wants_task():
+            flight.answered = True
             return _created(task, request)
-        return await _follow(request, task, flight, notify, disconnected)
+        result = await _follow(request, task, flight, notify, disconnected)
+        flight.answered = True
+        return result
     finally:
         if key is not None:
             _in_flight.pop(key, None)
+            if flight.task_id is not None and not flight.answered:
+                _remember_abandoned(key, flight.task_id)
 
 
 def _created(task: Task, request: Request) -> dict[str, Any]:
@@ -166,11 +186,15 @@ class Cancelled(Exception):
     """The client cancelled the request: it gets no answer (the spec)."""
 
 
-def cancel_request(request: Request) -> None:
-    """``notifications/cancelled``: stop the call it names and cancel its task."""
-    flight = _in_flight.get(_key(request, request.params.get("requestId")))
+async def cancel_request(request: Request) -> None:
+    """``notifications/cancelled``: stop the call it names and cancel its task (also when the
+    client left that call's stream just before)."""
+    key = _key(request, request.params.get("requestId"))
+    flight = _in_flight.get(key)
     if flight is not None:
         flight.cancelled.set()
+    elif key in _abandoned:
+        await _cancel(request.user, _abandoned.pop(key)[1])
 
 
 # --- the task methods ----------------------------------------------------------------------------

@@ -46,6 +46,13 @@ class _Reply:
         )
         self.started = True
 
+    async def open(self) -> None:
+        """Start the SSE stream now (a call that may take long: the client sees its answer
+        begin, and keep-alive comments flow until the answer)."""
+        async with self.lock:
+            if not self.started:
+                await self.start(200, "text/event-stream", [])
+
     async def notify(self, message: dict[str, Any]) -> None:
         """A notification before the answer: only an SSE stream can carry one."""
         if self.stream:
@@ -190,7 +197,7 @@ async def _answer(
         return await _Reply(send, False).finish(_error(message_id, error), error.status)
     if message_id is None:
         if request.method == "notifications/cancelled":
-            cancel_request(request)
+            await cancel_request(request)
         return await _plain(send, 202, None)
     reply = _Reply(send, sse and (request.method in STREAMED or not json_ok))
     extra = []
@@ -203,6 +210,8 @@ async def _run(request: Request, reply: _Reply, receive: Any, extra: list[Any]) 
     """Answer the request; meanwhile keep an SSE stream alive and watch for the client leaving
     (2026-07-28: that cancels the request; legacy: the task goes on, nobody waits for it)."""
     disconnected = asyncio.Event()
+    if reply.stream and request.method in STREAMED:
+        await reply.open()
     handling = asyncio.ensure_future(dispatch(request, reply.notify, disconnected))
 
     async def watch() -> None:
