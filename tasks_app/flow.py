@@ -2,10 +2,10 @@
 
 - ``CLAWSITE_API_RATE`` (e.g. ``600/m``): a token bucket per user in Redis, so every daphne
   process on every host draws from the same bucket. One Lua call takes a *handful* of tokens
-  at once (a twentieth of the bucket, at most ``HANDFUL_MAX``) and the process spends them locally, so a
-  request costs a Redis round trip only once per handful: the cluster never admits more than
-  the bucket gives; a process may sit on a few tokens (for at most ``LOCAL_TOKEN_SECONDS``)
-  that another could have used.
+  at once (sized to this process's pace for the user, at most a twentieth of the bucket and
+  ``HANDFUL_MAX``) and the process spends them locally, so a busy caller costs a Redis round
+  trip only once per handful: the cluster never admits more than the bucket gives; a process
+  may sit on a few tokens (for at most ``LOCAL_TOKEN_SECONDS``) that another could have used.
 - ``CLAWSITE_MAX_QUEUED_PER_USER`` / ``CLAWSITE_MAX_QUEUED``: checked inside the submit's
   transaction. Far from the limit, an estimate does (a grouped count at most
   ``COUNT_MAX_AGE`` old plus what this process added since); near it, an exact indexed count
@@ -77,7 +77,8 @@ class _ApiRate:
     """The per-user request limiter of one process (one Redis client per event loop)."""
 
     def __init__(self) -> None:
-        self.local: dict[int, tuple[int, float]] = {}  # user id -> (tokens, good until)
+        # user id -> (tokens left, good until, tokens granted in that handful)
+        self.local: dict[int, tuple[int, float, int]] = {}
         self.clients: weakref.WeakKeyDictionary[Any, tuple[str, Any]] = weakref.WeakKeyDictionary()
 
     def _script(self, loop: Any) -> Any:
@@ -95,13 +96,19 @@ class _ApiRate:
         if not text:
             return
         now = time.monotonic()
-        tokens, until = self.local.get(user.pk, (0, 0.0))
+        tokens, until, granted = self.local.get(user.pk, (0, 0.0, 0))
         if tokens > 0 and now < until:
-            self.local[user.pk] = (tokens - 1, until)
+            self.local[user.pk] = (tokens - 1, until, granted)
             return
         capacity, period = parse_rate(text)
         script = self._script(asyncio.get_running_loop())
-        handful = max(1, min(HANDFUL_MAX, capacity // 20))
+        # The handful follows this process's pace for the user: doubled when the last one ran
+        # out in time, else what was used of it; so a slow caller takes one token at a time
+        # and tokens left to expire are few.
+        handful = granted * 2 if tokens == 0 and now < until else granted - tokens
+        handful = max(1, min(HANDFUL_MAX, capacity // 20, handful))
+        if len(self.local) > 10_000:
+            self.local.clear()  # forget idle users' stale handfuls now and then
         got, wait = await script(
             keys=[f"{settings.REDIS_PREFIX}:rate:api:{user.pk}"],
             args=[capacity, capacity / period, handful],
@@ -115,7 +122,7 @@ class _ApiRate:
                 {"limit": text, "retry_after": retry_after},
                 retry_after=retry_after,
             )
-        self.local[user.pk] = (got - 1, now + LOCAL_TOKEN_SECONDS)
+        self.local[user.pk] = (got - 1, now + LOCAL_TOKEN_SECONDS, got)
 
 
 api_rate = _ApiRate()
