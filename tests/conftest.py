@@ -10,10 +10,19 @@ from django.test import AsyncClient
 
 from tasks_app.models import ApiToken
 
+from .tool_helpers import prepare_workspace
+
 
 @pytest.fixture(autouse=True)
 def _workspace_root(tmp_path: Path, settings: Any) -> None:
     settings.CLAWSITE_WORKSPACE_ROOT = tmp_path / "workspaces"
+
+
+@pytest.fixture
+def ws(settings: Any) -> Path:
+    """Alice's workspace, created, for the in-process tool tests (tests/tool_helpers.py); a
+    module that needs more settings overrides it, asking for this one by the same name."""
+    return prepare_workspace(settings)
 
 
 def _persona(django_user_model: Any, username: str, staff: bool = False) -> Any:

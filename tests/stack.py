@@ -27,6 +27,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
 def wait_for(
     condition: Any, timeout: float = 30.0, interval: float = 0.05, message: str = ""
 ) -> Any:
@@ -125,6 +128,22 @@ class Stack:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+
+    def finished(self, token: str, ids: list[str]) -> list[dict[str, Any]] | None:
+        """The tasks ``ids`` (in that order) once every one is terminal, else None."""
+        status, body = self.request("POST", "/api/v1/tasks/lookup", token, {"ids": ids})
+        assert status == 200, body
+        tasks = body["tasks"]
+        return tasks if all(t["status"] in TERMINAL for t in tasks) else None
+
+    def wait_finished(
+        self, token: str, ids: list[str], timeout: float = 60.0, interval: float = 0.1
+    ) -> list[dict[str, Any]]:
+        """Wait until every one of the tasks ``ids`` is terminal; they are returned in order."""
+        tasks: list[dict[str, Any]] = wait_for(
+            lambda: self.finished(token, ids), timeout, interval, f"tasks {ids} to finish"
+        )
+        return tasks
 
     def stop(self) -> None:
         for process in [*self.workers, *([self.web] if self.web else [])]:

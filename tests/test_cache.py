@@ -19,16 +19,16 @@ from tools_app.fingerprint import tree_basis
 from tools_app.workspace import Workspace
 
 from .stack import ROOT
-from .test_tools_support import ALICE, fails, prepare_workspace, run, settle, workspace_of
+from .tool_helpers import ALICE, fails, run, settle, workspace_of
 
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-def ws(settings: Any) -> Path:
+def ws(ws: Path, settings: Any) -> Path:
     settings.CLAWSITE_CACHE_READ_FILE_MIN_BYTES = 0  # cache every read here, to test coherence
     invalidate()
-    return prepare_workspace(settings)
+    return ws
 
 
 def delta(before: dict[str, Any], after: dict[str, Any], tool: str) -> dict[str, int]:
@@ -298,11 +298,14 @@ async def test_stats_are_shared_across_processes(ws: Path) -> None:
     assert (await run("hash_file", {"path": "shared.txt"})).cache_hit is True  # stored by the other
 
 
-def test_invalidate_never_uses_keys(monkeypatch: Any) -> None:
+async def test_invalidate_never_uses_keys(ws: Path, monkeypatch: Any) -> None:
+    """KEYS blocks Redis for the whole keyspace: invalidation scans. The entries still go."""
+    await _cache_some(ws)
     client = cache._redis()
     monkeypatch.setattr(type(client), "keys", lambda *a, **k: pytest.fail("KEYS used"))
-    invalidate()
-    get_cache_stats()
+    assert await asyncio.to_thread(invalidate) == 6
+    assert get_cache_stats()["keys"] == 0
+    assert (await run("hash_file", {"path": "a1.txt"})).cache_hit is False
 
 
 async def test_without_redis_the_tools_still_answer(ws: Path, settings: Any, caplog: Any) -> None:

@@ -16,8 +16,8 @@ from django.test import AsyncClient
 
 from tools_app.cache import get_cache_stats, invalidate
 
-from .stack import Stack, wait_for
-from .test_tools_support import prepare_workspace, run, settle
+from .stack import Stack
+from .tool_helpers import prepare_workspace, run, settle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -112,11 +112,6 @@ async def test_cachestats_command(cached: Path, capsys: Any) -> None:
     assert json.loads(capsys.readouterr().out)["by_tool"]["file_info"]["keys"] == 0
 
 
-def finished(stack: Stack, token: str, task_id: str) -> dict[str, Any] | None:
-    _, task = stack.request("GET", f"/api/v1/tasks/{task_id}?wait=5", token)
-    return task if task["status"] in ("succeeded", "failed", "cancelled") else None
-
-
 def test_worker_fills_the_cache_and_another_process_reports_it(tmp_path: Path) -> None:
     """End to end: tasks through daphne and a runworker process; the second identical task is a
     cache hit recorded on the task; `manage.py cachestats` (a third process) sees the worker's
@@ -138,7 +133,7 @@ def test_worker_fills_the_cache_and_another_process_reports_it(tmp_path: Path) -
                 "POST", "/api/v1/tasks", alice, {"tool": "hash_file", "args": {"path": "big.bin"}}
             )
             assert status == 202
-            tasks.append(wait_for(lambda t=task: finished(stack, alice, t["id"]), timeout=60))
+            tasks += stack.wait_finished(alice, [task["id"]])
         assert [t["status"] for t in tasks] == ["succeeded", "succeeded"], stack.log_text()
         assert [t["cache_hit"] for t in tasks] == [False, True]
         assert tasks[0]["result"] == tasks[1]["result"]

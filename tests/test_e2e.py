@@ -12,12 +12,6 @@ import websockets
 from tests.stack import Stack, wait_for
 
 
-def wait_terminal(stack: Stack, token: str, task_id: str) -> dict[str, Any]:
-    status, task = stack.request("GET", f"/api/v1/tasks/{task_id}?wait=20", token)
-    assert status == 200
-    return task
-
-
 async def frames_until_done(ws: Any, seen: dict[str, list[str]], ids: list[str]) -> None:
     """Record each task's statuses, as the websocket delivers them, until all of ``ids`` ended."""
     deadline = time.monotonic() + 30
@@ -57,9 +51,8 @@ def test_submit_over_http_watch_over_websocket_read_the_result(stack: Stack) -> 
     # Brief states may be merged away (API.md); the terminal one always arrives.
     for task_id in ids:
         assert seen[task_id][-1] == "succeeded", seen
-    read = wait_terminal(stack, token, ids[1])
+    read, listing = stack.wait_finished(token, ids[1:3])
     assert read["result"]["content"] == "hi there" and read["status"] == "succeeded"
-    listing = wait_terminal(stack, token, ids[2])
     assert [e["name"] for e in listing["result"]["entries"]] == ["hello.txt"]
     assert (stack.data_dir / "workspaces" / "alice" / "hello.txt").read_text() == "hi there"
 

@@ -48,13 +48,6 @@ def submit(stack: Stack, token: str, prompts: list[str]) -> list[str]:
     return [task["id"] for task in body["tasks"]]
 
 
-def finished(stack: Stack, token: str, ids: list[str]) -> list[dict[str, Any]] | None:
-    status, body = stack.request("POST", "/api/v1/tasks/lookup", token, {"ids": ids})
-    assert status == 200
-    tasks = body["tasks"]
-    return tasks if all(t["status"] in ("succeeded", "failed") for t in tasks) else None
-
-
 def set_limit(stack: Stack, key: str, **values: Any) -> None:
     """What a staff edit in the admin writes (the admin form itself: tests/test_limits.py)."""
     stack.manage(
@@ -72,7 +65,7 @@ def test_concurrency_never_exceeded_by_two_workers_and_an_edit_counts_without_re
         stack.start_worker()
         stack.start_worker()
         ids = submit(stack, token, [f"q{i}" for i in range(12)])
-        tasks = wait_for(lambda: finished(stack, token, ids), 120, 0.2, "12 chats")
+        tasks = stack.wait_finished(token, ids, 120, 0.2)
         assert {t["status"] for t in tasks} == {"succeeded"}, tasks
         assert {t["attempts"] for t in tasks} == {1}  # held tasks spent no attempt
         assert llm.max_holding == 2, llm.max_holding
@@ -81,7 +74,7 @@ def test_concurrency_never_exceeded_by_two_workers_and_an_edit_counts_without_re
         set_limit(stack, "tool:llm_chat", concurrency=4)
         llm.reset_counts()
         ids = submit(stack, token, [f"r{i}" for i in range(16)])
-        tasks = wait_for(lambda: finished(stack, token, ids), 120, 0.2, "16 chats")
+        tasks = stack.wait_finished(token, ids, 120, 0.2)
         assert {t["status"] for t in tasks} == {"succeeded"}
         assert 2 < llm.max_holding <= 4, llm.max_holding
     finally:
@@ -97,7 +90,7 @@ def test_a_rate_holds_over_many_scaled_down_periods(tmp_path: Path, llm: FakeLlm
         stack.start_worker()
         stack.start_worker()
         ids = submit(stack, token, [f"q{i}" for i in range(14)])
-        tasks = wait_for(lambda: finished(stack, token, ids), 120, 0.2, "14 chats")
+        tasks = stack.wait_finished(token, ids, 120, 0.2)
         assert {t["status"] for t in tasks} == {"succeeded"}
         from datetime import datetime
 
@@ -126,7 +119,7 @@ def test_a_killed_workers_slot_comes_back_with_its_lease(tmp_path: Path, llm: Fa
         doomed.wait()
         [second] = submit(stack, token, ["after"])
         stack.start_worker()
-        tasks = wait_for(lambda: finished(stack, token, [first, second]), 120, 0.2, "both")
+        tasks = stack.wait_finished(token, [first, second], 120, 0.2)
         assert [t["status"] for t in tasks] == ["succeeded", "succeeded"], tasks
         # The dead worker's attempt counted; its slot came back when the reaper took it back.
         assert tasks[0]["attempts"] == 2 and tasks[1]["attempts"] == 1

@@ -15,16 +15,16 @@ import pytest
 from tests.fake_llm import FakeLlm
 from tools_app.breaker import describe_breakers
 
-from .test_tools_support import fails, prepare_workspace, run
+from .tool_helpers import fails, run
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def ws(settings: Any) -> Path:
+def ws(ws: Path, settings: Any) -> Path:
     # Each test its own breakers and buckets (they live in Redis under this prefix).
     settings.REDIS_PREFIX = f"{settings.REDIS_PREFIX}:pool{secrets.token_hex(4)}"
-    return prepare_workspace(settings)
+    return ws
 
 
 @pytest.fixture

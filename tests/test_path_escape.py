@@ -20,7 +20,7 @@ from tasks_app.errors import ApiError
 from tasks_app.services import validate_submission
 from tools_app.errors import ToolError
 
-from .test_tools_support import prepare_workspace, run
+from .tool_helpers import prepare_workspace, run
 
 pytestmark = pytest.mark.timeout(60)
 

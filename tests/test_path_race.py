@@ -16,7 +16,7 @@ import pytest
 from tools_app import beneath
 from tools_app.errors import ToolError
 
-from .test_tools_support import prepare_workspace, run
+from .tool_helpers import prepare_workspace, run
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -12,9 +12,9 @@ from django.db.backends.signals import connection_created
 from django.test import AsyncClient
 
 from tasks_app import events
-from tasks_app.db import run_in_db_thread
 from tasks_app.models import Task, TaskStatus
 from tasks_app.worker import WorkerEngine
+from tests.tools_for_tests import await_tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -29,17 +29,6 @@ async def submit(client: AsyncClient, tool: str, **args: Any) -> str:
     return response.json()["id"]
 
 
-async def wait_terminal(task_ids: list[str], timeout: float = 30) -> list[Task]:
-    async def poll() -> list[Task]:
-        while True:
-            tasks = await run_in_db_thread(lambda: list(Task.objects.filter(id__in=task_ids)))
-            if len(tasks) == len(task_ids) and all(t.is_terminal for t in tasks):
-                return tasks
-            await asyncio.sleep(0.05)
-
-    return await asyncio.wait_for(poll(), timeout)
-
-
 @pytest.fixture
 async def engine() -> Any:
     engine = WorkerEngine(concurrency=4, tick_seconds=0.2)
@@ -52,7 +41,7 @@ async def test_write_then_read_through_the_worker(
 ) -> None:
     await engine.start()
     write_id = await submit(as_alice, "write_file", path="notes/todo.md", content="buy milk\n")
-    [written] = await wait_terminal([write_id])
+    [written] = await await_tasks([write_id])
     assert written.status == TaskStatus.SUCCEEDED, written.error
     assert written.result == {"path": "notes/todo.md", "size": 9}
     assert (
@@ -65,7 +54,7 @@ async def test_write_then_read_through_the_worker(
     read_id = await submit(as_alice, "read_file", path="notes/todo.md")
     listing_id = await submit(as_alice, "list_directory", path=".", recursive=True)
     read, listing = sorted(
-        await wait_terminal([read_id, listing_id]), key=lambda t: t.tool != "read_file"
+        await await_tasks([read_id, listing_id]), key=lambda t: t.tool != "read_file"
     )
     assert read.result["content"] == "buy milk\n" and read.result["truncated"] is False
     assert [e["path"] for e in listing.result["entries"]] == ["notes", "notes/todo.md"]
@@ -82,7 +71,7 @@ async def test_tool_errors_fail_the_task_with_a_stable_type(
     (settings.CLAWSITE_WORKSPACE_ROOT / "alice" / "link").symlink_to(outside / "secret")
     missing = await submit(as_alice, "read_file", path="nope.txt")
     escape = await submit(as_alice, "read_file", path="link")
-    tasks = {t.id: t for t in await wait_terminal([missing, escape])}
+    tasks = {t.id: t for t in await await_tasks([missing, escape])}
     assert (
         tasks[missing].status == TaskStatus.FAILED and tasks[missing].error["type"] == "not_found"
     )
@@ -103,7 +92,7 @@ async def test_a_task_submitted_with_no_worker_runs_on_the_tick(
     engine = WorkerEngine(concurrency=2, tick_seconds=0.2)
     await engine.start()
     try:
-        [task] = await wait_terminal([task_id])
+        [task] = await await_tasks([task_id])
     finally:
         await engine.stop(grace_seconds=5)
     assert task.status == TaskStatus.SUCCEEDED and task.result == {"path": "made", "created": True}
@@ -121,7 +110,7 @@ async def test_a_refused_wakeup_costs_latency_only(
     monkeypatch.setattr(get_channel_layer(), "group_send", refuse)
     await engine.start()
     task_id = await submit(as_alice, "create_directory", path="x")
-    [task] = await wait_terminal([task_id])
+    [task] = await await_tasks([task_id])
     assert task.status == TaskStatus.SUCCEEDED
 
 
@@ -159,7 +148,7 @@ async def test_requests_and_worker_tasks_open_no_connection_of_their_own(
         )
         for _ in range(20):
             assert (await as_alice.get("/api/v1/tasks?limit=5")).status_code == 200
-        await wait_terminal(list(ids))
+        await await_tasks(list(ids))
 
     connection_created.connect(count)
     try:

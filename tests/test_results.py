@@ -66,10 +66,6 @@ async def engine(poison_tool: None, settings: Any) -> AsyncIterator[WorkerEngine
     await engine.stop(grace_seconds=0)
 
 
-def finished(task: Task) -> bool:
-    return task.is_terminal
-
-
 async def test_unstorable_results_fail_their_task_and_the_others_succeed(
     engine: WorkerEngine, alice: Any, bob: Any
 ) -> None:
@@ -82,16 +78,16 @@ async def test_unstorable_results_fail_their_task_and_the_others_succeed(
         for i in range(20)
     ]
     for task in bad:
-        done = await await_task(task.id, finished)
+        done = await await_task(task.id)
         assert done.status == TaskStatus.FAILED, (done.args, done.result)
         assert done.error["type"] == "invalid_result" and done.error["message"]
         assert done.result is None
     for i, task in enumerate(good):
-        done = await await_task(task.id, finished)
+        done = await await_task(task.id)
         assert done.status == TaskStatus.SUCCEEDED and done.result == {"ok": f"fine{i}"}
     # The worker goes on: another task after the poisons.
     after = await run_in_db_thread(submit, bob, tool="test_poison", args={"kind": "after"})
-    assert (await await_task(after.id, finished)).result == {"ok": "after"}
+    assert (await await_task(after.id)).result == {"ok": "after"}
 
 
 @pytest.mark.parametrize("poison", [{"x": b"bytes"}, {"x": "a\x00b"}, {"x": "\udc80"}])

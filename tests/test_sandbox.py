@@ -20,7 +20,7 @@ from tools_app import sandbox
 from tools_app.runner import ToolOwner
 
 from .test_tools_process import none_left, processes_in
-from .test_tools_support import ALICE, fails, prepare_workspace, run, workspace_of
+from .tool_helpers import ALICE, fails, run, workspace_of
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -34,10 +34,10 @@ BOB = ToolOwner(2, "bob")
 
 
 @pytest.fixture
-def ws(settings: Any) -> Path:
+def ws(ws: Path, settings: Any) -> Path:
     settings.CLAWSITE_COMMAND_ALLOWLIST = ["cat", "ls", "find", "git", "sh", "id", "sleep"]
     settings.CLAWSITE_PYTHON_ENABLED = True
-    return prepare_workspace(settings)
+    return ws
 
 
 @pytest.fixture

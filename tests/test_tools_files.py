@@ -16,14 +16,9 @@ from tools_app.registry import all_tools, get_tool
 from tools_app.tools.read_file import MAX_READ_BYTES
 from tools_app.tools.search_files import PROGRESS_EVERY_FILES
 
-from .test_tools_support import fails, prepare_workspace, run
+from .tool_helpers import fails, run
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def ws(settings: Any) -> Path:
-    return prepare_workspace(settings)
 
 
 API_TOOLS = {

@@ -10,21 +10,15 @@ import json
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tools_app.tools import http_fetch
 
-from .test_tools_support import fails, prepare_workspace, run
+from .tool_helpers import fails, run
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def ws(settings: Any) -> Path:
-    return prepare_workspace(settings)
 
 
 @dataclass

@@ -13,14 +13,9 @@ import pytest
 from tasks_app.errors import ApiError
 from tasks_app.services import validate_submission
 
-from .test_tools_support import fails, prepare_workspace, run
+from .tool_helpers import fails, run
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def ws(settings: Any) -> Path:
-    return prepare_workspace(settings)
 
 
 @pytest.fixture

@@ -32,17 +32,13 @@ async def engine(ledger_tools: None, settings: Any) -> AsyncIterator[WorkerEngin
     await engine.stop(grace_seconds=0)
 
 
-def finished(task: Task) -> bool:
-    return task.is_terminal
-
-
 def events(username: str, key: str) -> list[str]:
     return [event for event, k, _, _ in read_ledger(ledger_path(username)) if k == key]
 
 
 async def test_a_task_runs_once_and_succeeds(engine: WorkerEngine, alice: Any) -> None:
     task = await run_in_db_thread(submit, alice, tool="test_ledger", args={"key": "k"})
-    task = await await_task(task.id, finished)
+    task = await await_task(task.id)
     assert task.status == TaskStatus.SUCCEEDED and task.result["key"] == "k"
     assert task.attempts == 1 and task.worker_id == engine.worker_id
     assert [e["error"] for e in task.attempt_log] == [None]
@@ -55,7 +51,7 @@ async def test_retryable_failures_are_retried_with_backoff_then_succeed(
     task = await run_in_db_thread(
         submit, alice, tool="test_ledger", args={"key": "k", "fail_times": 2}, max_attempts=3
     )
-    task = await await_task(task.id, finished)
+    task = await await_task(task.id)
     assert task.status == TaskStatus.SUCCEEDED and task.attempts == 3 and task.error is None
     assert [(e["attempt"], (e["error"] or {}).get("type")) for e in task.attempt_log] == [
         (1, "flaky"),
@@ -72,7 +68,7 @@ async def test_retryable_failures_stop_at_max_attempts(engine: WorkerEngine, ali
     task = await run_in_db_thread(
         submit, alice, tool="test_ledger", args={"key": "k", "fail_times": 9}, max_attempts=2
     )
-    task = await await_task(task.id, finished)
+    task = await await_task(task.id)
     assert task.status == TaskStatus.FAILED and task.attempts == 2
     assert task.error["type"] == "flaky" and len(task.attempt_log) == 2
     assert events("alice", "k") == ["start", "start"]
@@ -84,7 +80,7 @@ async def test_a_failure_that_is_not_retryable_fails_at_once(
     task = await run_in_db_thread(
         submit, alice, tool="test_ledger", args={"key": "k", "fail_times": 1, "retryable": False}
     )
-    task = await await_task(task.id, finished)
+    task = await await_task(task.id)
     assert (task.status, task.attempts, task.error["type"]) == (TaskStatus.FAILED, 1, "flaky")
 
 
@@ -99,7 +95,7 @@ async def test_timeout_cancels_the_attempt_records_it_and_retries(
         timeout=0.2,
         max_attempts=2,
     )
-    task = await await_task(task.id, finished)
+    task = await await_task(task.id)
     assert task.status == TaskStatus.FAILED and task.error["type"] == "timeout"
     assert [e["error"]["type"] for e in task.attempt_log] == ["timeout", "timeout"]
     # The tool saw the cancellation (a subprocess tool would kill its process group there).
@@ -122,7 +118,7 @@ async def test_cancelling_a_running_task_cancels_its_attempt(
     answered = await run_in_db_thread(services.cancel_task, task)
     assert answered.status == TaskStatus.RUNNING  # the API answers 202 with this
     # No consumer here, so no hint: the worker finds the flag on its housekeeping.
-    task = await await_task(task.id, finished)
+    task = await await_task(task.id)
     assert task.status == TaskStatus.CANCELLED and task.error["type"] == "cancelled"
     assert task.attempts == 1 and task.attempt_log[-1]["error"]["type"] == "cancelled"
     assert events("alice", "k") == ["start", "cancelled"]
@@ -138,7 +134,7 @@ async def test_the_cancel_hint_cancels_without_waiting_for_housekeeping(
     )
     await await_task(task.id, lambda t: t.status == TaskStatus.RUNNING)
     assert engine.cancel(task.id)
-    task = await await_task(task.id, finished)
+    task = await await_task(task.id)
     assert task.status == TaskStatus.CANCELLED
 
 
@@ -158,7 +154,7 @@ async def test_a_claimed_task_flagged_for_cancel_never_runs(
 
     task = await run_in_db_thread(flagged_queued_task)
     engine.wake()
-    task = await await_task(task.id, finished)
+    task = await await_task(task.id)
     assert task.status == TaskStatus.CANCELLED and task.attempts == 1
     assert events("alice", "k") == []
 
@@ -215,7 +211,7 @@ async def test_graceful_stop_finishes_short_tasks_and_requeues_the_rest(
     engine = WorkerEngine(concurrency=4, tick_seconds=0.05, lease_seconds=5)
     await engine.start()
     try:
-        long = await await_task(long.id, finished)
+        long = await await_task(long.id)
     finally:
         await engine.stop(grace_seconds=0)
     assert (long.status, long.attempts) == (TaskStatus.SUCCEEDED, 2)

@@ -126,18 +126,31 @@ def submit(user: Any, **fields: Any) -> Task:
     return task
 
 
-async def await_task(task_id: str, condition: Any, within: float = 30.0) -> Task:
-    """Poll the row until ``condition(task)`` holds; fail after ``within`` seconds."""
+async def await_task(task_id: str, condition: Any = None, within: float = 30.0) -> Task:
+    """Poll the row until ``condition(task)`` holds (default: the task finished); fail after
+    ``within`` seconds."""
+    (task,) = await await_tasks([task_id], condition, within)
+    return task
+
+
+async def await_tasks(
+    task_ids: list[str], condition: Any = None, within: float = 30.0
+) -> list[Task]:
+    """Poll the rows until ``condition`` holds for each (default: it finished); the tasks come
+    back in the order of ``task_ids``. Fail after ``within`` seconds."""
     from tasks_app.db import run_in_db_thread
 
+    condition = condition or (lambda task: task.is_terminal)
     deadline = time.monotonic() + within
     while True:
-        task = await run_in_db_thread(Task.objects.get, pk=task_id)
-        if condition(task):
-            return task
+        found = await run_in_db_thread(lambda: Task.objects.in_bulk(task_ids))
+        tasks = [found[i] for i in task_ids if i in found]
+        if len(tasks) == len(task_ids) and all(condition(t) for t in tasks):
+            return tasks
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"task {task_id} stuck: {task.status} {task.error} {task.attempt_log}"
+                "tasks stuck: "
+                + "; ".join(f"{t.id} {t.status} {t.error} {t.attempt_log}" for t in tasks)
             )
         await asyncio.sleep(0.03)
 

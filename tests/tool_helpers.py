@@ -1,4 +1,5 @@
-"""Helpers for the tool and cache tests (no tests here): run a tool as a persona, in-process."""
+"""Helpers for the tool and cache tests: run a tool as a persona, in-process (the ``ws`` fixture,
+Alice's workspace, is in conftest.py)."""
 
 from __future__ import annotations
 
