@@ -221,7 +221,7 @@ async def test_cancel_queued_then_retry(as_alice: AsyncClient) -> None:
 async def test_tools_and_openapi(as_alice: AsyncClient) -> None:
     tools = {t["name"]: t for t in (await as_alice.get("/api/v1/tools")).json()["tools"]}
     assert {"read_file", "write_file", "list_directory", "create_directory"} <= set(tools)
-    assert tools["read_file"]["read_only"] and tools["read_file"]["cacheable"]
+    assert tools["read_file"]["read_only"] and tools["list_directory"]["cacheable"]
     assert tools["read_file"]["args_schema"]["required"] == ["path"]
     document = (await AsyncClient().get("/api/v1/openapi.json")).json()
     assert document["openapi"].startswith("3.") and "/tasks/batch" in document["paths"]

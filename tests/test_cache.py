@@ -147,6 +147,7 @@ def test_the_tree_state_tells_every_change_apart(ws: Path) -> None:
 
 
 async def test_a_freshly_changed_file_is_not_cached(ws: Path, settings: Any) -> None:
+    """Nor counted: the cache is not consulted for it, so it is no miss."""
     settings.CLAWSITE_CACHE_RACY_SECONDS = 2.0  # the default: timestamps are coarse
     (ws / "fresh.txt").write_text("just written")
     before = get_cache_stats()
@@ -154,7 +155,7 @@ async def test_a_freshly_changed_file_is_not_cached(ws: Path, settings: Any) -> 
         assert (await run("hash_file", {"path": "fresh.txt"})).cache_hit is False
     assert delta(before, get_cache_stats(), "hash_file") == {
         "hits": 0,
-        "misses": 2,
+        "misses": 0,
         "stores": 0,
         "keys": 0,
     }
@@ -324,3 +325,36 @@ async def test_without_redis_the_tools_still_answer(ws: Path, settings: Any, cap
         outcome = await run("hash_file", {"path": "r.txt"})
         assert outcome.cache_hit is False and outcome.result["size"] == 1
     assert "tool cache unavailable" in caplog.text
+
+
+async def test_cacheable_in_the_tool_list_says_what_the_settings_cache(
+    ws: Path, settings: Any, as_alice: Any
+) -> None:
+    """``cacheable`` in GET /tools is what the cache does with the settings in force: read_file
+    only when answers it can return reach the minimum size worth caching; a tool without a TTL,
+    or every tool with the cache off, says false. Each claim is checked against a real call."""
+
+    async def flags() -> dict[str, bool]:
+        tools = (await as_alice.get("/api/v1/tools")).json()["tools"]
+        return {t["name"]: t["cacheable"] for t in tools}
+
+    async def cached(tool: str, args: dict[str, Any]) -> bool:
+        await run(tool, args)
+        return (await run(tool, args)).cache_hit
+
+    (ws / "f.txt").write_text("f")
+    await settle(ws / "f.txt")
+    settings.CLAWSITE_CACHE_READ_FILE_MIN_BYTES = 16 * 1024 * 1024  # the default
+    answer = await flags()
+    assert answer["read_file"] is False and await cached("read_file", {"path": "f.txt"}) is False
+    assert answer["hash_file"] is True and await cached("hash_file", {"path": "f.txt"}) is True
+    assert answer["write_file"] is False
+    settings.CLAWSITE_CACHE_READ_FILE_MIN_BYTES = 0
+    settings.CLAWSITE_CACHE_TTL = {**django_settings.CLAWSITE_CACHE_TTL, "hash_file": 0}
+    answer = await flags()
+    assert answer["read_file"] is True and await cached("read_file", {"path": "f.txt"}) is True
+    assert answer["hash_file"] is False
+    invalidate()
+    assert await cached("hash_file", {"path": "f.txt"}) is False
+    settings.CLAWSITE_CACHE_ENABLED = False
+    assert not any((await flags()).values())

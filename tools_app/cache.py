@@ -112,10 +112,6 @@ def ttl_for(tool_name: str) -> int:
     return int(settings.CLAWSITE_CACHE_TTL.get(tool_name, 0))
 
 
-def _count(tool_name: str, field: str) -> None:
-    _redis().hincrby(_bookkeeping_keys(tool_name)[2], field, 1)
-
-
 # --- lookup and store -------------------------------------------------------------------------------
 
 
@@ -138,7 +134,7 @@ def entry_key(tool: Tool, basis: CacheBasis) -> str:
 
 def lookup(tool: Tool, args: ToolArgs, workspace: Workspace) -> Lookup:
     """Blocking. Raises the tool's ToolError when the path is invalid or leads outside."""
-    if not settings.CLAWSITE_CACHE_ENABLED or ttl_for(tool.name) <= 0:
+    if not tool.answers_are_cached():
         return Lookup()
     try:
         basis = tool.cache_basis(args, workspace)
@@ -148,11 +144,8 @@ def lookup(tool: Tool, args: ToolArgs, workspace: Workspace) -> Lookup:
         return Lookup()
     if time.time_ns() - basis.newest_ns < settings.CLAWSITE_CACHE_RACY_SECONDS * 1e9:
         # Changed too recently: a second change within the same timestamp tick would keep the
-        # same stat, so this answer must not be stored, and no stored one can match it.
-        try:
-            _count(tool.name, "misses")
-        except RedisError:
-            pass  # only a statistic
+        # same stat, so this answer must not be stored, and no stored one can match it. The
+        # cache is not consulted, so the call is not counted (the statistics count lookups).
         return Lookup()
     key = entry_key(tool, basis)
     try:

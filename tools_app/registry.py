@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from django.conf import settings
 from pydantic import BaseModel, ConfigDict
 
 from .errors import ToolError, validation_details
@@ -86,6 +87,16 @@ class Tool:
         so a cache hit passes the same workspace check as any call."""
         return None
 
+    def answers_are_cached(self) -> bool:
+        """Whether this tool's answers are actually cached with the settings in force (``cacheable``
+        says only that they may be): the cache on, a TTL for the tool, and whatever the tool
+        itself requires (``read_file``: answers of at least a minimum size it can return)."""
+        return (
+            self.cacheable
+            and settings.CLAWSITE_CACHE_ENABLED
+            and int(settings.CLAWSITE_CACHE_TTL.get(self.name, 0)) > 0
+        )
+
     def parse_args(self, raw: dict[str, Any]) -> ToolArgs:
         """Validate ``raw``; raises pydantic's ValidationError."""
         return self.Args.model_validate(raw)
@@ -95,7 +106,7 @@ class Tool:
             "name": self.name,
             "description": self.description,
             "read_only": self.read_only,
-            "cacheable": self.cacheable,
+            "cacheable": self.answers_are_cached(),
             "enabled": self.is_enabled(user),
             "args_schema": self.Args.model_json_schema(),
         }

@@ -35,6 +35,13 @@ class ReadFile(Tool):
     read_only = True
     cacheable = True
 
+    def answers_are_cached(self) -> bool:
+        # No answer is ever as large as the minimum size worth caching: nothing is cached.
+        return (
+            super().answers_are_cached()
+            and settings.CLAWSITE_CACHE_READ_FILE_MIN_BYTES <= MAX_READ_BYTES
+        )
+
     def cache_basis(self, args: ReadFileArgs, workspace: Workspace) -> CacheBasis | None:
         path = workspace.resolve(args.path)
         st = os.stat(path)
