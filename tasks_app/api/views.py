@@ -1,4 +1,5 @@
-"""API v1 (see shared/design/API.md). Views: authorise, validate, one call, render."""
+"""API v1 (the contract: the API design document; served as /api/v1/openapi.json). Views:
+authorise, validate, one call, render."""
 
 from __future__ import annotations
 
