@@ -4,6 +4,7 @@ stopped and the run's Redis keys deleted by SCAN over its own prefix (never FLUS
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -136,12 +137,10 @@ class BenchEnv:
     def close(self) -> None:
         for process in list(self.processes):
             self.stop(process, timeout=20)
-        try:
+        with contextlib.suppress(Exception):  # Django never set up: nothing to close
             from tasks_app.db import shutdown_db_threads
 
             shutdown_db_threads()
-        except Exception:  # Django never set up: nothing to close
-            pass
         self.delete_redis_keys()
         if not self.keep:
             shutil.rmtree(self.data_dir, ignore_errors=True)

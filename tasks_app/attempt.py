@@ -56,7 +56,7 @@ class Attempt:
         if task.tool == DJANGO_TASK_TOOL:
             running = run_django_task(task)
         else:
-            assert owner is not None  # every tool task has one
+            assert owner is not None  # noqa: S101 (for the type checker: every tool task has one)
             running = run_tool(
                 task.tool, task.args, owner, timeout=task.timeout, report_progress=report_progress
             )

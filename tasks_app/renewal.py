@@ -76,4 +76,4 @@ def replace_process() -> None:
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, sys.orig_argv)
+    os.execv(sys.executable, sys.orig_argv)  # noqa: S606 (the same command, by design)

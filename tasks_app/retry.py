@@ -27,4 +27,5 @@ def backoff(attempt: int) -> timedelta:
     bound keeps a retry from coming back at once."""
     base = settings.CLAWSITE_RETRY_BASE_SECONDS
     ceiling = min(settings.CLAWSITE_RETRY_MAX_SECONDS, base * 2 ** max(0, attempt - 1))
-    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+    jitter = random.uniform(ceiling / 2, ceiling)  # noqa: S311 (spreads retries, not a secret)
+    return timedelta(seconds=jitter)

@@ -123,7 +123,7 @@ def _fire(schedule: Schedule, now: datetime) -> str | None:
     from .services import submit_tasks, validate_submission
 
     due = schedule.next_run_at
-    assert due is not None
+    assert due is not None  # noqa: S101 (for the type checker: a due schedule has a time)
     following = next_due(schedule, now, due)
     late = (now - due).total_seconds()
     skip = schedule.catch_up == CatchUp.SKIP and late > settings.CLAWSITE_SCHEDULE_GRACE_SECONDS

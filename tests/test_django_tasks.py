@@ -77,7 +77,7 @@ def test_task_options_set_attempts_and_timeout() -> None:
         ([object()], TypeError),
         ([{1, 2}], TypeError),
         ([math.nan], ValueError),
-        ([datetime(2026, 1, 1)], TypeError),
+        ([datetime(2026, 1, 1)], TypeError),  # noqa: DTZ001 (naive on purpose)
     ],
 )
 def test_arguments_without_a_json_round_trip_are_refused_at_enqueue(
@@ -94,7 +94,7 @@ def test_django_validation_errors() -> None:
     with pytest.raises(InvalidTask):
         fx.noop_task.using(priority=101)
     with pytest.raises(InvalidTask):
-        fx.noop_task.using(run_after=datetime(2030, 1, 1))  # naive
+        fx.noop_task.using(run_after=datetime(2030, 1, 1))  # noqa: DTZ001 (naive on purpose)
     with pytest.raises(InvalidTask):
         fx.noop_task.using(queue_name="not a slug")
 

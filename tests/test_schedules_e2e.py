@@ -50,7 +50,7 @@ def test_two_workers_fire_each_due_time_once_also_after_a_pause(tmp_path: Path) 
     finally:
         stack.stop()
     keys = fired()
-    dues = sorted(datetime.strptime(k.split("-", 2)[2], "%Y-%m-%dT%H:%M:%S.%fZ") for k in keys)
+    dues = sorted(datetime.strptime(k.split("-", 2)[2], "%Y-%m-%dT%H:%M:%S.%f%z") for k in keys)
     assert len(set(keys)) == len(keys)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(dues)]
     # On the grid; the pause is one gap of several seconds, not four runs.

@@ -95,7 +95,9 @@ def endpoints() -> list[Endpoint]:
 def weighted_order(pool: list[Endpoint]) -> list[Endpoint]:
     """The endpoints in a random order where heavier ones tend to come first (each drawn
     with probability proportional to its weight among those left)."""
-    return sorted(pool, key=lambda e: random.random() ** (1.0 / max(e.weight, 1e-9)), reverse=True)
+    # Load spreading, not a secret: the standard generator is right here.
+    draw = random.random
+    return sorted(pool, key=lambda e: draw() ** (1.0 / max(e.weight, 1e-9)), reverse=True)
 
 
 def retry_after_seconds(value: str | None) -> float:

@@ -80,7 +80,7 @@ async def run_process(
         start_new_session=True,
         pass_fds=pass_fds,
     )
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None and process.stderr is not None  # noqa: S101 (PIPEs)
 
     async def communicate() -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
         if prepare is not None:

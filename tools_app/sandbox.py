@@ -149,7 +149,7 @@ def confine(
         "--dev",
         "/dev",
         "--tmpfs",
-        "/tmp",
+        "/tmp",  # noqa: S108 (the sandbox's own empty tmpfs, not the host's /tmp)
     ]
     if hold is not None:
         options += ["--info-fd", str(hold[0]), "--block-fd", str(hold[1])]

@@ -107,7 +107,7 @@ async def _search(args: SearchFilesArgs, ctx: ToolContext, fd: int, named: str) 
     )
     try:
         async with asyncio.timeout(limit):
-            assert child.stdin is not None and child.stdout is not None
+            assert child.stdin is not None and child.stdout is not None  # noqa: S101 (PIPEs)
             child.stdin.write(json.dumps(request).encode() + b"\n")
             await child.stdin.drain()
             child.stdin.close()
