@@ -27,6 +27,7 @@ SECTIONS = {
     "live": (90, 40),
     "memory": (240, 60),
     "mcp": (120, 45),
+    "django": (300, 120),
 }
 
 
@@ -57,6 +58,7 @@ def versions() -> str:
         "celery",
         "dramatiq",
         "huey",
+        "django-tasks-db",
         "websockets",
     ]
     found = []

@@ -1,4 +1,4 @@
-"""Profiles behind BENCHMARKS.md's bounds: ``python -m bench.profile submit|batch|db|worker``.
+"""Profiles behind BENCHMARKS.md's bounds: ``python -m bench.profile submit|batch|db|worker|django|django-async``.
 
 - ``submit``: one caller's single durable submits (validate + services.submit_tasks), cProfile;
 - ``batch``: batch submits of 1,000, cProfile;
@@ -108,11 +108,16 @@ def profile_db_side(user: Any, n: int) -> None:
     _print_profile(profile)
 
 
-def profile_worker(env: BenchEnv, user: Any, n: int) -> None:
+def profile_worker(env: BenchEnv, user: Any, n: int, function: str | None = None) -> None:
+    """A worker draining ``n`` tool no-ops, or Django tasks of ``function``."""
     from .sections.common import clear_tasks, insert_backlog, run_window, status_counts
+    from .sections.django import insert_django_backlog
 
     clear_tasks()
-    insert_backlog(user, n)
+    if function is None:
+        insert_backlog(user, n)
+    else:
+        insert_django_backlog(function, n)
     worker = env.start_worker("profiled-worker")
     output = env.data_dir / "worker.pyspy"
     sampler = [str(BIN / "py-spy"), "record", "--gil", "--nonblocking", "-r", "250", "-f", "raw"]
@@ -174,6 +179,11 @@ def main(argv: list[str]) -> None:
             profile_db_side(user, 20000)
         elif what == "worker":
             profile_worker(env, user, 40000)
+        elif what in ("django", "django-async"):
+            from .sections.django import FUNCTIONS
+
+            kind = "async" if what == "django-async" else "sync"
+            profile_worker(env, user, 20000, FUNCTIONS[kind])
         else:
             sys.exit(__doc__)
     finally:

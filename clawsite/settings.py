@@ -301,7 +301,11 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("CLAWSITE_LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        # Django's task signals log each task's start and end at INFO: ClawSite's level rules.
+        "django.tasks": {"level": os.environ.get("CLAWSITE_LOG_LEVEL", "INFO")},
+        "django.channels.server": {"level": "WARNING"},
+    },
 }
 
 # --- Flow control (API.md "Flow control"; tasks_app.flow, tasks_app.limits) ---------------------------

@@ -21,7 +21,7 @@ def bench_user(username: str = "bench") -> tuple[Any, str]:
     return user, ApiToken.issue(user, name="bench")[1]
 
 
-def insert_backlog(owner: Any, count: int, chunk: int = 5000) -> None:
+def insert_backlog(owner: Any, count: int, chunk: int = 5000, queue: str = "default") -> None:
     """``count`` queued no-op tasks, written straight through the store (no events, no wake-up):
     the backlog a worker started afterwards drains."""
     from tasks_app import store
@@ -32,7 +32,14 @@ def insert_backlog(owner: Any, count: int, chunk: int = 5000) -> None:
         size = min(chunk, count - done)
         now = timezone.now()
         tasks = [
-            Task(owner=owner, tool=NOOP_TOOL, args={"n": done + i}, timeout=30.0, created_at=now)
+            Task(
+                owner=owner,
+                tool=NOOP_TOOL,
+                args={"n": done + i},
+                timeout=30.0,
+                created_at=now,
+                queue=queue,
+            )
             for i in range(size)
         ]
         with transaction.atomic():
