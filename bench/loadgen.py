@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,9 @@ async def exchange(
     return await _read_response(reader)
 
 
+Exchange = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[int]]
+
+
 async def drive(
     port: int,
     make_request: Callable[[int], bytes],
@@ -78,6 +81,22 @@ async def drive(
 ) -> LoadResult:
     """Send ``total`` requests (``make_request(i)``) over ``connections`` connections, stopping
     early at ``deadline`` seconds; returns counts, statuses and per-request latencies."""
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> int:
+        status, body = await exchange(reader, writer, make_request(i))
+        if check is not None:
+            check(status, body)
+        return status
+
+    return await drive_exchanges(port, one, total, connections, deadline)
+
+
+async def drive_exchanges(
+    port: int, one: Exchange, total: int, connections: int, deadline: float
+) -> LoadResult:
+    """``total`` runs of ``one(reader, writer, i)`` (any requests on a kept-alive connection,
+    e.g. a submit and then its wait; it returns the status to count) over ``connections``
+    connections, stopping early at ``deadline`` seconds."""
     result = LoadResult()
     counter = iter(range(total))
     stop_at = time.perf_counter() + deadline
@@ -89,13 +108,10 @@ async def drive(
                 if time.perf_counter() > stop_at:
                     break
                 sent = time.perf_counter()
-                writer.write(make_request(i))
-                status, body = await _read_response(reader)
+                status = await one(reader, writer, i)
                 result.latencies.append(time.perf_counter() - sent)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 result.requests += 1
-                if check is not None:
-                    check(status, body)
         finally:
             writer.close()
 

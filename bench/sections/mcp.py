@@ -12,17 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import time
-from collections.abc import Awaitable, Callable, Iterator
 
 from ..env import BenchEnv, free_port, wait_port
 from ..harness import Deadline, Row, Stat, percentile
-from ..loadgen import exchange
+from ..loadgen import Exchange, drive_exchanges, exchange
 from .common import NOOP_TOOL, bench_user, clear_tasks
 
 SESSIONS = 16
 VERSION = "2026-07-28"
-RoundTrip = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
 
 def _request(method: str, path: str, token: str, port: int, body: bytes, *extra: str) -> bytes:
@@ -37,7 +34,7 @@ def _request(method: str, path: str, token: str, port: int, body: bytes, *extra:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def mcp_call(token: str, port: int) -> RoundTrip:
+def mcp_call(token: str, port: int) -> Exchange:
     headers = (
         "Accept: application/json, text/event-stream",
         f"MCP-Protocol-Version: {VERSION}",
@@ -50,7 +47,7 @@ def mcp_call(token: str, port: int) -> RoundTrip:
         "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
     }
 
-    async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> None:
+    async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> int:
         message = {
             "jsonrpc": "2.0",
             "id": i,
@@ -62,12 +59,13 @@ def mcp_call(token: str, port: int) -> RoundTrip:
         answer = json.loads(body.rsplit(b"data: ", 1)[-1])
         if status != 200 or answer["result"]["structuredContent"] != {"n": i}:
             raise RuntimeError(f"MCP call {i}: {status} {body[:300]!r}")
+        return status
 
     return call
 
 
-def rest_submit_and_wait(token: str, port: int) -> RoundTrip:
-    async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> None:
+def rest_submit_and_wait(token: str, port: int) -> Exchange:
+    async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> int:
         body = json.dumps({"tool": NOOP_TOOL, "args": {"n": i}}).encode()
         status, answer = await exchange(
             reader, writer, _request("POST", "/api/v1/tasks", token, port, body)
@@ -78,33 +76,9 @@ def rest_submit_and_wait(token: str, port: int) -> RoundTrip:
         task = json.loads(answer)
         if status != 200 or task["result"] != {"n": i}:
             raise RuntimeError(f"REST round trip {i}: {status} {answer[:300]!r}")
+        return status
 
     return call
-
-
-async def drive_round_trips(
-    port: int, round_trip: RoundTrip, total: int, deadline: float
-) -> tuple[float, list[float]]:
-    """``total`` round trips over SESSIONS connections: (round trips/s, latencies)."""
-    counter: Iterator[int] = iter(range(total))
-    latencies: list[float] = []
-    stop_at = time.perf_counter() + deadline
-
-    async def lane() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for i in counter:
-                if time.perf_counter() > stop_at:
-                    break
-                sent = time.perf_counter()
-                await round_trip(reader, writer, i)
-                latencies.append(time.perf_counter() - sent)
-        finally:
-            writer.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(SESSIONS)))
-    return len(latencies) / (time.perf_counter() - start), latencies
 
 
 def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
@@ -122,13 +96,13 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
 
         async def measure() -> None:
             for call in kinds.values():  # warm-up: imports, connections, the worker's loop
-                await drive_round_trips(port, call, 100, 30)
+                await drive_exchanges(port, call, 100, SESSIONS, 30)
             for _ in range(reps):
                 for name, call in kinds.items():  # alternated: drift hits both alike
                     left = max(1.0, deadline.left() / 2)
-                    per_second, seen = await drive_round_trips(port, call, count, left)
-                    rates[name].append(per_second)
-                    latencies[name] += seen
+                    result = await drive_exchanges(port, call, count, SESSIONS, left)
+                    rates[name].append(result.per_second)
+                    latencies[name] += result.latencies
 
         asyncio.run(measure())
     finally:

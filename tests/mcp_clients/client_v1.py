@@ -7,41 +7,17 @@ from typing import Any
 
 import anyio
 import mcp.types as types
-from common import args, dump, report, wait_running
+from common import args, dump, report, run_shared_step, wait_running
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.exceptions import McpError
 
 
 async def run_step(session: ClientSession, url: str, token: str, step: dict[str, Any]) -> Any:
+    shared = await run_shared_step(session, step, McpError)
+    if shared is not None:
+        return shared
     op = step["op"]
-    if op == "list_tools":
-        return [dump(tool) for tool in (await session.list_tools()).tools]
-    if op == "call":
-        progress: list[Any] = []
-
-        async def on_progress(value: float, total: float | None, message: str | None) -> None:
-            progress.append({"progress": value, "total": total, "message": message})
-
-        callback = on_progress if step.get("progress") else None
-        try:
-            result = await session.call_tool(
-                step["name"], step.get("args"), progress_callback=callback
-            )
-        except McpError as error:
-            return {"error": dump(error.error)}
-        return {"result": dump(result), "progress": progress}
-    if op == "concurrent":
-        results: list[Any] = [None] * step["n"]
-
-        async def one(index: int) -> None:
-            call = {"op": "call", "name": step["name"], "args": step["args"]}
-            results[index] = await run_step(session, url, token, call)
-
-        async with anyio.create_task_group() as group:
-            for index in range(step["n"]):
-                group.start_soon(one, index)
-        return results
     if op == "cancel":
         # 1.x sends no cancellation by itself: the notification, by the request's id, as the spec says.
         request_id = session._request_id  # the id the next request gets
@@ -59,13 +35,6 @@ async def run_step(session: ClientSession, url: str, token: str, step: dict[str,
             )
             group.cancel_scope.cancel()
         return {"task_id": running["id"]}
-    if op == "list_resources":
-        return [dump(r) for r in (await session.list_resources()).resources]
-    if op == "read_resource":
-        try:
-            return dump(await session.read_resource(step["uri"]))
-        except McpError as error:
-            return {"error": dump(error.error)}
     if op == "call_as_task":
         tasks = session.experimental
         created = await tasks.call_tool_as_task(step["name"], step.get("args"))

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 import anyio
-from common import args, dump, report, wait_running
+from common import args, report, run_shared_step, wait_running
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -16,34 +16,10 @@ from mcp.shared.exceptions import MCPError
 
 
 async def run_step(client: Client, url: str, token: str, step: dict[str, Any]) -> Any:
+    shared = await run_shared_step(client, step, MCPError)
+    if shared is not None:
+        return shared
     op = step["op"]
-    if op == "list_tools":
-        return [dump(tool) for tool in (await client.list_tools()).tools]
-    if op == "call":
-        progress: list[Any] = []
-
-        async def on_progress(value: float, total: float | None, message: str | None) -> None:
-            progress.append({"progress": value, "total": total, "message": message})
-
-        callback = on_progress if step.get("progress") else None
-        try:
-            result = await client.call_tool(
-                step["name"], step.get("args"), progress_callback=callback
-            )
-        except MCPError as error:
-            return {"error": dump(error.error)}
-        return {"result": dump(result), "progress": progress}
-    if op == "concurrent":
-        results: list[Any] = [None] * step["n"]
-
-        async def one(index: int) -> None:
-            call = {"op": "call", "name": step["name"], "args": step["args"]}
-            results[index] = await run_step(client, url, token, call)
-
-        async with anyio.create_task_group() as group:
-            for index in range(step["n"]):
-                group.start_soon(one, index)
-        return results
     if op == "cancel":
         # Abandoning the call: 2026-07-28 closes its stream; legacy sends notifications/cancelled.
         async with anyio.create_task_group() as group:
@@ -51,13 +27,6 @@ async def run_step(client: Client, url: str, token: str, step: dict[str, Any]) -
             running = await anyio.to_thread.run_sync(wait_running, url, token, step["name"])
             group.cancel_scope.cancel()
         return {"task_id": running["id"]}
-    if op == "list_resources":
-        return [dump(r) for r in (await client.list_resources()).resources]
-    if op == "read_resource":
-        try:
-            return dump(await client.read_resource(step["uri"]))
-        except MCPError as error:
-            return {"error": dump(error.error)}
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from typing import Any
 
+import anyio
+
 
 def args() -> tuple[str, str, list[dict[str, Any]]]:
     return sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -42,3 +44,44 @@ def wait_running(url: str, token: str, tool: str, timeout: float = 60) -> dict[s
 
 def report(results: list[Any]) -> None:
     print(json.dumps(results))
+
+
+async def run_shared_step(peer: Any, step: dict[str, Any], error_type: type[Exception]) -> Any:
+    """The steps both SDK lines take alike (a 1.x ``ClientSession`` and a 2.x ``Client`` have
+    the same methods for them); ``None`` for a step the client program handles itself."""
+    op = step["op"]
+    if op == "list_tools":
+        return [dump(tool) for tool in (await peer.list_tools()).tools]
+    if op == "call":
+        progress: list[Any] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append({"progress": value, "total": total, "message": message})
+
+        callback = on_progress if step.get("progress") else None
+        try:
+            result = await peer.call_tool(
+                step["name"], step.get("args"), progress_callback=callback
+            )
+        except error_type as error:
+            return {"error": dump(error.error)}  # type: ignore[attr-defined]
+        return {"result": dump(result), "progress": progress}
+    if op == "concurrent":
+        results: list[Any] = [None] * step["n"]
+
+        async def one(index: int) -> None:
+            call = {"op": "call", "name": step["name"], "args": step["args"]}
+            results[index] = await run_shared_step(peer, call, error_type)
+
+        async with anyio.create_task_group() as group:
+            for index in range(step["n"]):
+                group.start_soon(one, index)
+        return results
+    if op == "list_resources":
+        return [dump(r) for r in (await peer.list_resources()).resources]
+    if op == "read_resource":
+        try:
+            return dump(await peer.read_resource(step["uri"]))
+        except error_type as error:
+            return {"error": dump(error.error)}  # type: ignore[attr-defined]
+    return None
