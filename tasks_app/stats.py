@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from tools_app.cache import get_cache_stats
 
-from .models import TERMINAL_STATUSES, Task, TaskStatus, WorkerHeartbeat
+from .models import TERMINAL_STATUSES, Task, TaskSource, TaskStatus, WorkerHeartbeat
 from .queues import queue_rows
 from .serializers import isoformat
 
@@ -101,6 +101,20 @@ def worker_rows(now: datetime | None = None) -> list[dict[str, Any]]:
     ]
 
 
+def source_rows(user: Any = None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """``[{"source", "active", "finished"}]`` for each source (api, page, mcp, ...): its tasks
+    queued or running now, and finished within the last ``WINDOW`` (so the dashboard shows what
+    came through MCP). Both counts ride the status indexes, never a scan of the table."""
+    now = now or timezone.now()
+    tasks = Task.objects.all() if user is None else Task.objects.visible_to(user)
+    active = tasks.filter(status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING]).order_by()
+    counts = {source: {"active": 0, "finished": 0} for source in TaskSource.values}
+    for column, rows in (("active", active), ("finished", _recent_finished(user, now - WINDOW))):
+        for row in rows.values("source").annotate(n=Count("id")):
+            counts[row["source"]][column] = row["n"]
+    return [{"source": source, **numbers} for source, numbers in counts.items()]
+
+
 def get_queue_stats(user: Any = None) -> dict[str, Any]:
     """``{"queue", "throughput_per_s", "latency_ms", "workers"}``. ``user``: a non-staff user sees
     their own tasks' numbers; staff (or ``None``, for commands and metrics) see everything."""
@@ -111,6 +125,7 @@ def get_queue_stats(user: Any = None) -> dict[str, Any]:
         **throughput_and_latency(scope, now),
         "workers": worker_rows(now),
         "queues": queue_rows(scope),
+        "sources": source_rows(scope, now),
     }
 
 

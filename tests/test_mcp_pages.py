@@ -81,3 +81,32 @@ async def test_tools_in_agent_formats_are_the_enabled_ones_from_the_same_schemas
 async def test_an_unknown_tool_format_is_invalid_args(as_alice: Any) -> None:
     response = await as_alice.get("/api/v1/tools?format=xml")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_args"
+
+
+def test_the_dashboard_and_stats_count_tasks_by_source(alice: Any, bob: Any, carol: Any) -> None:
+    from django.utils import timezone
+
+    from tasks_app.stats import get_stats
+
+    now = timezone.now()
+    Task.objects.create(owner=alice, tool="read_file", source=TaskSource.MCP)
+    Task.objects.create(owner=alice, tool="read_file", source=TaskSource.MCP, status="running")
+    Task.objects.create(
+        owner=alice, tool="read_file", source=TaskSource.MCP, status="succeeded", finished_at=now
+    )
+    Task.objects.create(owner=bob, tool="read_file", source=TaskSource.MCP)
+    Task.objects.create(owner=bob, tool="read_file", source=TaskSource.API)
+
+    def by_source(user: Any) -> dict[str, tuple[int, int]]:
+        return {r["source"]: (r["active"], r["finished"]) for r in get_stats(user)["sources"]}
+
+    assert by_source(alice) == {
+        "api": (0, 0),
+        "page": (0, 0),
+        "mcp": (2, 1),
+        "django": (0, 0),
+        "schedule": (0, 0),
+    }
+    assert by_source(carol)["mcp"] == (3, 1) and by_source(carol)["api"] == (1, 0)
+    page = client_for(carol).get("/dashboard").content.decode()
+    assert '<a href="/?source=mcp">mcp</a></td><td>3</td><td>1</td>' in page

@@ -20,8 +20,9 @@ from tasks_app.stats import WINDOW, get_history, get_queue_stats, get_stats, per
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The contract's keys, and "queues" (per-queue counts, added with named queues).
-CONTRACT_KEYS = {"queue", "throughput_per_s", "latency_ms", "workers", "cache", "queues"}
+# The contract's keys, "queues" (per-queue counts, added with named queues) and "sources" (per
+# source: api, page, mcp...).
+CONTRACT_KEYS = {"queue", "throughput_per_s", "latency_ms", "workers", "cache", "queues", "sources"}
 
 
 def populate(owner: Any, counts: dict[str, int], latency_s: float = 1.0) -> list[Task]:

@@ -103,6 +103,9 @@
     fillTable("queues-table", (stats.queues || []).map(function (q) {
       return [q.name, String(q.queued), String(q.running), q.paused ? "paused" : ""];
     }), "No queued or running task.");
+    fillTable("sources-table", (stats.sources || []).map(function (s) {
+      return [s.source, String(s.active), String(s.finished)];
+    }), "No task yet.");
     fillTable("workers-table", stats.workers.map(function (w) {
       return [w.id, w.hostname || "", String(w.running), w.last_heartbeat, w.alive ? "yes" : "no"];
     }), "No worker is running.");
