@@ -13,13 +13,14 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
-from . import services
+from . import audit, services
 from .errors import ApiError
 from .limits import describe_limits
 from .models import (
     DJANGO_TASK_TOOL,
     TERMINAL_STATUSES,
     ApiToken,
+    AuditEvent,
     Limit,
     Queue,
     Schedule,
@@ -134,13 +135,13 @@ class TaskAdmin(admin.ModelAdmin):
         return actions
 
     def delete_model(self, request: HttpRequest, obj: Task) -> None:
-        services.delete_finished_tasks(Task.objects.filter(pk=obj.pk))
+        services.delete_finished_tasks(Task.objects.filter(pk=obj.pk), actor=request.user)
 
     def _each(self, request: HttpRequest, queryset: Any, change: Any, verb: str) -> None:
         done = 0
         for task in queryset:
             try:
-                change(task)
+                change(task, actor=request.user)
                 done += 1
             except ApiError as error:
                 self.message_user(request, f"{task.id}: {error.message}", messages.WARNING)
@@ -182,7 +183,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete the selected finished tasks", permissions=["delete"])
     def delete_finished_tasks(self, request: HttpRequest, queryset: Any) -> None:
-        deleted = services.delete_finished_tasks(queryset)
+        deleted = services.delete_finished_tasks(queryset, actor=request.user)
         self.message_user(request, f"Deleted {deleted} finished task(s).")
 
 
@@ -235,6 +236,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return
         token, raw = ApiToken.issue(obj.user, name=obj.name)
         obj.pk, obj.digest, obj.prefix = token.pk, token.digest, token.prefix
+        audit.record(request.user, "token.create", token.prefix, {"user": obj.user.get_username()})
         self.message_user(request, f"New token (shown once, copy it now): {raw}", messages.SUCCESS)
 
     @admin.action(description="Revoke the selected tokens", permissions=["change"])
@@ -242,6 +244,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         revoked = 0
         for token in queryset.filter(revoked_at__isnull=True):
             token.revoke()
+            audit.record(request.user, "token.revoke", token.prefix, {"user": token.user_id})
             revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).")
 
@@ -366,3 +369,24 @@ class ScheduleAdmin(admin.ModelAdmin):
         if not change or timing or obj.next_run_at is None:
             start_schedule(obj)
         super().save_model(request, obj, form, change)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit log, read-only: events are written by the code (tasks_app.audit) and pruned
+    with the tasks, never added, edited or deleted here."""
+
+    list_display = ("at", "actor_name", "action", "target", "outcome")
+    list_filter = ("action", "outcome")
+    search_fields = ("actor_name", "action", "target", "args_digest")
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

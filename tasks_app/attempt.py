@@ -17,7 +17,9 @@ from django.utils import timezone
 from tools_app.errors import ToolError
 from tools_app.runner import ToolOwner, run_tool
 
-from . import safejson
+from . import audit, safejson
+from .audit import AUDITED_TOOLS
+from .db import run_in_db_thread
 from .django_tasks import DJANGO_TASK_TOOL, run_django_task
 from .models import Task, TaskStatus
 from .retry import backoff, status_after_failure
@@ -83,7 +85,20 @@ class Attempt:
         except Exception as error:
             logger.exception("task %s: tool %s raised", task.id, task.tool)
             self._fail(completion, ToolError("internal_error", f"{type(error).__name__}: {error}"))
+        if task.tool in AUDITED_TOOLS:
+            await self._audit(owner, completion)
         return self._timed(completion)
+
+    async def _audit(self, owner: ToolOwner | None, completion: Completion) -> None:
+        """Every execution of a tool that reaches outside the process, in the audit log."""
+        task = self.task
+        outcome = (completion.error or {}).get("type", "ok")
+        try:
+            await run_in_db_thread(
+                audit.record, owner, f"tool.{task.tool}", task.id, task.args, outcome
+            )
+        except Exception:  # the log must not cost the task its result; say so loudly
+            logger.exception("task %s: the audit event could not be written", task.id)
 
     def cancelled(self) -> Completion | None:
         """The end of a cancelled attempt, by why it was cancelled; None when the row is no longer

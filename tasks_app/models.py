@@ -446,3 +446,6 @@ class Schedule(models.Model):
         from .schedules import check_schedule
 
         check_schedule(self)
+
+
+from .audit import AuditEvent  # noqa: E402, F401  (the audit log's model lives with its API)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tools_app.errors import validation_details
 from tools_app.registry import Tool, get_tool
 
-from . import store
+from . import audit, store
 from .db import write_lock
 from .django_tasks import rerun_when_lost
 from .errors import ApiError
@@ -255,9 +255,14 @@ def _submit(
     return outcome
 
 
-def cancel_task(task: Task) -> Task:
+def cancel_task(task: Task, actor: Any = None) -> Task:
     """Cancel a queued task at once; ask the worker to cancel a running one. ``conflict`` when
-    the task already finished."""
+    the task already finished. Audited (``actor``: who asked)."""
+    with audit.recording(actor, "task.cancel", task.pk):
+        return _cancel_task(task)
+
+
+def _cancel_task(task: Task) -> Task:
     with transaction.atomic():
         # Locked on PostgreSQL, so a claim cannot slip between the check and the write (SQLite's
         # IMMEDIATE transaction already excludes it; select_for_update is a no-op there).
@@ -273,8 +278,13 @@ def cancel_task(task: Task) -> Task:
     return task
 
 
-def retry_task(task: Task) -> Task:
-    """Queue a failed or cancelled task again; ``conflict`` in any other state."""
+def retry_task(task: Task, actor: Any = None) -> Task:
+    """Queue a failed or cancelled task again; ``conflict`` in any other state. Audited."""
+    with audit.recording(actor, "task.retry", task.pk):
+        return _retry_task(task)
+
+
+def _retry_task(task: Task) -> Task:
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task.pk)
         if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
@@ -381,14 +391,20 @@ def reap_expired_leases(now: Any = None, limit: int = 500) -> list[Task]:
 # --- deletes ----------------------------------------------------------------------------------------
 
 
-def delete_finished_tasks(tasks: QuerySet[Task]) -> int:
+def delete_finished_tasks(tasks: QuerySet[Task], actor: Any = None) -> int:
     """Delete the finished tasks among ``tasks`` (queued and running ones are skipped: a worker
-    may hold them); after commit, their watchers hear of it. Returns how many went."""
+    may hold them); after commit, their watchers hear of it. Returns how many went. Audited
+    when someone (``actor``) asked; the pruning is recorded by its command."""
     with transaction.atomic():
         doomed = list(tasks.filter(status__in=TERMINAL_STATUSES).values_list("id", "owner_id"))
         if doomed:
             Task.objects.filter(id__in=[task_id for task_id, _ in doomed]).delete()
             transaction.on_commit(lambda: publish_task_deletions(doomed))
+            if actor is not None:
+                ids = [str(task_id) for task_id, _ in doomed]
+                audit.record(
+                    actor, "task.delete", ids[0] if len(ids) == 1 else f"{len(ids)} tasks", ids
+                )
     return len(doomed)
 
 

@@ -156,7 +156,7 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
 def _change(request: HttpRequest, task_id: str, change: Any, done: str) -> HttpResponse:
     task = _visible_task_or_404(request, task_id)
     try:
-        task = change(task)
+        task = change(task, actor=request.user)
     except ApiError as error:
         messages.error(request, error.message)
     else:

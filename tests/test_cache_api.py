@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.test import AsyncClient
 
+from tasks_app.audit import AuditEvent
 from tools_app.cache import get_cache_stats, invalidate
 
 from .stack import Stack
@@ -105,11 +107,14 @@ async def test_admin_page_shows_stats_and_invalidates(cached: Path, carol: Any, 
     assert (await outsider.post("/admin/tools/cache/", {})).status_code == 302
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_cachestats_command(cached: Path, capsys: Any) -> None:
-    call_command("cachestats")
+    command = sync_to_async(call_command)  # it writes the audit log: off the event loop
+    await command("cachestats")
     assert json.loads(capsys.readouterr().out)["by_tool"]["file_info"]["keys"] == 2
-    call_command("cachestats", "--invalidate", "file_info")
+    await command("cachestats", "--invalidate", "file_info")
     assert json.loads(capsys.readouterr().out)["by_tool"]["file_info"]["keys"] == 0
+    assert await AuditEvent.objects.filter(action="cache.clear", target="file_info").aexists()
 
 
 def test_worker_fills_the_cache_and_another_process_reports_it(tmp_path: Path) -> None:

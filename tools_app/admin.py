@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
+from tasks_app import audit
+
 from .cache import cacheable_tool_names, get_cache_stats, invalidate
 
 
@@ -19,6 +21,7 @@ def cache_view(request: HttpRequest) -> HttpResponse:
             messages.error(request, f"{tool!r} is not a cacheable tool.")
         else:
             deleted = invalidate(tool=tool)
+            audit.record(request.user, "cache.clear", tool or "*", {"tool": tool})
             what = f"of {tool}" if tool else "of every tool"
             messages.success(request, f"Deleted {deleted} cached answer(s) {what}.")
         return redirect("admin:tools_cache")

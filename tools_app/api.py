@@ -7,7 +7,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasks_app import audit
 from tasks_app.api.base import endpoint, query, respond
+from tasks_app.db import run_in_db_thread
 from tasks_app.errors import ApiError
 
 from .cache import cacheable_tool_names, invalidate
@@ -40,6 +42,7 @@ async def delete_cache(request: HttpRequest, user: Any) -> HttpResponse:
             {"cacheable": cacheable_tool_names()},
         )
     deleted = await offload(invalidate, asked.tool, asked.pattern)
+    await run_in_db_thread(audit.record, user, "cache.clear", asked.tool or "*", asked.model_dump())
     return respond({"deleted": deleted})
 
 

@@ -163,7 +163,7 @@ async def lookup_tasks(request: HttpRequest, user: Any) -> HttpResponse:
 
 async def cancel_task(request: HttpRequest, user: Any, task_id: str) -> HttpResponse:
     def cancel() -> Task:
-        return services.cancel_task(_visible_task(user, task_id))
+        return services.cancel_task(_visible_task(user, task_id), actor=user)
 
     task = await run_in_db_thread(cancel)
     return respond(task_to_dict(task), status=200 if task.is_terminal else 202)
@@ -171,7 +171,7 @@ async def cancel_task(request: HttpRequest, user: Any, task_id: str) -> HttpResp
 
 async def retry_task(request: HttpRequest, user: Any, task_id: str) -> HttpResponse:
     def retry() -> Task:
-        return services.retry_task(_visible_task(user, task_id))
+        return services.retry_task(_visible_task(user, task_id), actor=user)
 
     return respond(task_to_dict(await run_in_db_thread(retry)), status=202)
 

@@ -75,7 +75,7 @@ async def _cancel(user: Any, task_id: str) -> Task | None:
 
     def cancel() -> Task | None:
         try:
-            return cancel_task(_owned_task(user, task_id))
+            return cancel_task(_owned_task(user, task_id), actor=user)
         except ApiError:  # conflict: terminal already
             return None
 

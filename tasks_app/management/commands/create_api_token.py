@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tasks_app import audit
 from tasks_app.auth import is_safe_username
 from tasks_app.models import ApiToken
 
@@ -29,7 +30,8 @@ class Command(BaseCommand):
         if staff:
             user.is_staff = user.is_superuser = True
         user.save()
-        _, raw = ApiToken.issue(user, name=name)
+        token, raw = ApiToken.issue(user, name=name)
+        audit.record(None, "token.create", token.prefix, {"user": username})
         if created:
             self.stdout.write(f"Created user {username}{' (staff)' if staff else ''}.")
         self.stdout.write(raw)

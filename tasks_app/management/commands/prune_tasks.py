@@ -8,7 +8,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
+from tasks_app import audit
 from tasks_app.services import prune_finished_tasks
 
 
@@ -42,5 +44,9 @@ class Command(BaseCommand):
         count = prune_finished_tasks(
             timedelta(days=days), options["batch_size"], options["dry_run"]
         )
+        if not options["dry_run"]:
+            # The audit log is kept as long as the tasks it speaks of.
+            pruned = audit.prune(timezone.now() - timedelta(days=days))
+            audit.record(None, "task.prune", f"{count} tasks", {"days": days, "audit": pruned})
         verb = "Would delete" if options["dry_run"] else "Deleted"
         self.stdout.write(f"{verb} {count} finished task(s) older than {days:g} day(s).")

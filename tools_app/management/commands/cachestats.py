@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tasks_app import audit
 from tools_app.cache import cacheable_tool_names, get_cache_stats, invalidate
 
 
@@ -26,5 +27,8 @@ class Command(BaseCommand):
             )
         if tool is not None or options["clear"]:
             deleted = invalidate(tool=tool, pattern=options["pattern"])
+            audit.record(
+                None, "cache.clear", tool or "*", {"tool": tool, "pattern": options["pattern"]}
+            )
             self.stderr.write(f"deleted {deleted} cached answer(s)")
         self.stdout.write(json.dumps(get_cache_stats(), indent=2))
