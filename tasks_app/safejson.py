@@ -23,45 +23,47 @@ class UnsafeJSON(ValueError):
 
 def loads(text: str | bytes) -> Any:
     """``json.loads``, refusing nesting deeper than ``MAX_JSON_DEPTH`` (ValueError; a
-    RecursionError from a very deep document is one too)."""
+    RecursionError from a very deep document is one too) and NaN/Infinity."""
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        value = json.loads(text)
     except RecursionError:
-        raise UnsafeJSON(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    # A document with fewer brackets than the limit cannot be too deep: no walk (most bodies).
+        raise UnsafeJSON(TOO_DEEP) from None
     if isinstance(text, bytes):
-        brackets = text.count(b"[") + text.count(b"{")
+        brackets, constants = (
+            text.count(b"[") + text.count(b"{"),
+            b"NaN" in text or b"Infinity" in text,
+        )
     else:
-        brackets = text.count("[") + text.count("{")
+        brackets, constants = text.count("[") + text.count("{"), "NaN" in text or "Infinity" in text
+    if constants:  # rare (and maybe only inside strings): parsed again to tell
+        json.loads(text, parse_constant=_no_constant)
+    # Fewer brackets than the limit cannot nest deeper than it: no walk (most bodies).
     if brackets > MAX_JSON_DEPTH:
-        check_depth(value)
+        _check_depth(value)
     return value
+
+
+TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _check_depth(value: Any) -> None:
+    """Level by level, containers only (a 100-task batch: ~200 of them)."""
+    level = [value]
+    for _ in range(MAX_JSON_DEPTH):
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [c for c in children if type(c) is dict or type(c) is list]
+        if not below:
+            return
+        level = below
+    raise UnsafeJSON(TOO_DEEP)
 
 
 def _no_constant(name: str) -> Any:
     # NaN and Infinity are not JSON: PostgreSQL's jsonb and every strict client refuse them.
+    # (A number too large for a float, 1e999, becomes inf: check_storable refuses that.)
     raise UnsafeJSON(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise UnsafeJSON(f"{text[:20]} is out of range")
-    return number
-
-
-def check_depth(value: Any) -> None:
-    """UnsafeJSON when ``value`` nests lists and dicts deeper than ``MAX_JSON_DEPTH``."""
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        if depth > MAX_JSON_DEPTH:
-            raise UnsafeJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
-        pending.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
 
 
 def check_text(text: str) -> str:
@@ -86,36 +88,50 @@ def is_storable_text(text: str) -> bool:
 
 def check_storable(value: Any) -> int:
     """UnsafeJSON unless ``value`` (JSON-able: dicts, lists, strings, numbers...) can be stored
-    on both databases: every string and key checked, numbers finite, depth bounded. Iterative:
-    no recursion. Returns a rough size (characters of text plus a few per item), a lower bound
-    of its JSON's length."""
-    size = 0
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            check_text(item)
-            size += len(item) + 2
-            continue
-        size += 4
-        if isinstance(item, float) and not math.isfinite(item):
-            raise UnsafeJSON("numbers must be finite (no NaN or Infinity)")
-        if isinstance(item, dict):
-            for key in item:
-                if isinstance(key, str):
-                    check_text(key)
-                    size += len(key) + 3
-            children: Any = item.values()
-        elif isinstance(item, (list, tuple)):
-            children = item
-        elif item is None or isinstance(item, (bool, int, float)):
-            continue
-        else:
-            raise UnsafeJSON(f"{type(item).__name__} is not a JSON value")
+    on both databases: every string and key checked, numbers finite, depth bounded (so the
+    recursion is too). Returns a rough size (characters of text plus a few per item), a lower
+    bound of its JSON's length. On every submit and every result: kept to plain type tests."""
+    return _storable(value, 1)
+
+
+def _storable(item: Any, depth: int) -> int:
+    kind = type(item)
+    if kind is str:
+        if "\x00" in item or not (item.isascii() or _encodable(item)):
+            check_text(item)  # raises, naming the problem
+        return len(item) + 2
+    if kind is int or kind is bool or item is None:
+        return 4
+    if kind is dict:
         if depth > MAX_JSON_DEPTH:
-            raise UnsafeJSON(f"nested deeper than {MAX_JSON_DEPTH} levels")
-        pending.extend((child, depth + 1) for child in children)
-    return size
+            raise UnsafeJSON(TOO_DEEP)
+        size = 4
+        for key, child in item.items():
+            if type(key) is str:
+                size += _storable(key, depth) + 1
+            size += _storable(child, depth + 1)
+        return size
+    if kind is list or kind is tuple:
+        if depth > MAX_JSON_DEPTH:
+            raise UnsafeJSON(TOO_DEEP)
+        return 4 + sum(_storable(child, depth + 1) for child in item)
+    if kind is float:
+        if not math.isfinite(item):
+            raise UnsafeJSON("numbers must be finite (no NaN or Infinity)")
+        return 4
+    # Subclasses (a StrEnum, an IntEnum...) as their base type.
+    for base in (str, int, float, dict, list, tuple):
+        if isinstance(item, base):
+            return _storable(base(item), depth)
+    raise UnsafeJSON(f"{kind.__name__} is not a JSON value")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # A character takes at most this many bytes in JSON text (an escape such as \u0001).

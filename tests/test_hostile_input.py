@@ -119,7 +119,6 @@ async def test_two_users_at_once_the_bad_one_fails_the_other_all_succeed(
         ("/api/v1/tasks", JUST_TOO_DEEP),
         ("/api/v1/tasks", '{"tool": "list_directory", "args": {"a": ' + JUST_TOO_DEEP + "}}"),
         ("/api/v1/tasks", '{"tool": "list_directory", "args": {"a": NaN}}'),
-        ("/api/v1/tasks", '{"tool": "list_directory", "args": {"a": 1e999}}'),
         ("/api/v1/tasks/batch", DEEP),
         ("/api/v1/tasks/batch", '{"tasks": [' + JUST_TOO_DEEP + "]}"),
         ("/api/v1/tasks/lookup", DEEP),
@@ -137,6 +136,7 @@ async def test_deep_or_non_standard_json_is_invalid_json(
 async def test_lone_surrogates_and_nul_are_invalid_args(as_alice: AsyncClient) -> None:
     for path, body in [
         ("/api/v1/tasks/lookup", {"ids": ["\udc80"]}),
+        ("/api/v1/tasks", '{"tool": "list_directory", "args": {"a": 1e999}}'),  # inf
         ("/api/v1/tasks/lookup", {"ids": ["a\u0000"]}),
         ("/api/v1/tasks", {"tool": "read_file", "args": {"path": "\udc80"}}),
         ("/api/v1/tasks/batch", {"tasks": [{"tool": "read_file", "args": {"path": "\ud800x"}}]}),
