@@ -73,6 +73,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         capture_output=True,
         text=True,
         timeout=800,
+        cwd=tmp_path,  # its own cache folder (.schemathesis) goes there, not into the tree
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-20000:] + "\n" + stack.log_text()[-5000:]
