@@ -175,7 +175,12 @@ CACHES = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": REDIS_PREFIX,
         "TIMEOUT": 3600,
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        "OPTIONS": {
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+            # JSON, not pickle: a value planted in Redis must not be code run on reading it.
+            "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+        },
     }
 }
 # Sessions in Redis with the database behind them: a signed-in user survives a Redis restart.

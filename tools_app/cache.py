@@ -9,7 +9,7 @@ same workspace check as a run.
 Statistics live in Redis too, so every process (web, workers) counts into the same numbers:
 per tool a hash of counters (hits, misses, stores, bytes), a sorted set indexing the live keys
 by expiry (its size is the key count; no KEYS, no SCAN for stats) and a hash of their sizes.
-An entry holds the pickled answer; a lookup (read and count) and a store (write and account)
+An entry holds the answer as JSON (never pickle); a lookup (read and count) and a store (write and account)
 are each one transaction, so one round trip. Invalidation finds keys with SCAN.
 
 Every function here is blocking (Redis round trips, stat): async code runs them with ``offload``.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -159,15 +158,18 @@ def lookup(tool: Tool, args: ToolArgs, workspace: Workspace) -> Lookup:
         logger.warning("tool cache unavailable; running %s uncached", tool.name, exc_info=True)
         return Lookup()
     if raw is not None:
-        # Only ClawSite writes these entries (store() below), into its own Redis.
-        return Lookup(result=pickle.loads(raw))  # noqa: S301
+        # JSON, never pickle: whoever can write to Redis must not get to run code here.
+        try:
+            return Lookup(result=json.loads(raw))
+        except ValueError:
+            logger.warning("tool cache entry of %s is not JSON; running uncached", tool.name)
     return Lookup(key=key)
 
 
 def store(tool: Tool, key: str, result: dict[str, Any]) -> None:
     """Blocking: keep ``result`` under ``key`` for the tool's TTL and account for it."""
     ttl = ttl_for(tool.name)
-    raw = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    raw = json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         entry = _cache().make_key(key)
         pipe = _redis().pipeline(transaction=True)  # one round trip: write and account
