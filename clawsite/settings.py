@@ -253,6 +253,8 @@ CLAWSITE_HTTP_ALLOW_PRIVATE = envbool("CLAWSITE_HTTP_ALLOW_PRIVATE", False)
 CLAWSITE_LLM_BASE_URL = os.environ.get("CLAWSITE_LLM_BASE_URL", "")
 CLAWSITE_LLM_API_KEY = os.environ.get("CLAWSITE_LLM_API_KEY", "")
 CLAWSITE_LLM_MODEL = os.environ.get("CLAWSITE_LLM_MODEL", "")
+# When set, /metrics and /healthz's details need "Authorization: Bearer <this>" or staff.
+CLAWSITE_METRICS_TOKEN = os.environ.get("CLAWSITE_METRICS_TOKEN", "")
 # Open websockets check their credential again this often (and at once on a logout, a token
 # revoked, a user changed: tasks_app.ws_access).
 CLAWSITE_WS_RECHECK_SECONDS = envfloat("CLAWSITE_WS_RECHECK_SECONDS", 5.0)

@@ -1,6 +1,14 @@
-"""The operators' endpoints: ``/healthz`` (is everything there?) and ``/metrics`` (Prometheus)."""
+"""The operators' endpoints: ``/healthz`` (is everything there?) and ``/metrics`` (Prometheus).
+
+With ``CLAWSITE_METRICS_TOKEN`` set, ``/metrics`` answers only ``Authorization: Bearer <it>`` or
+a signed-in staff member (it names worker hosts and pids), and so do ``/healthz``'s details:
+anyone else gets the status alone (``{"status": "ok"}`` or ``"down"``, with 200 or 503), which
+is what a load balancer's probe needs. Unset, both are open as before (one machine, no proxy).
+"""
 
 from __future__ import annotations
+
+import hmac
 
 import redis
 from django.conf import settings
@@ -38,6 +46,17 @@ def _fresh_workers() -> int | None:
         return None
 
 
+def _operator(request: HttpRequest) -> bool:
+    """Staff, or the bearer of the metrics token; anyone while no token is configured."""
+    token = settings.CLAWSITE_METRICS_TOKEN
+    if not token:
+        return True
+    if getattr(request, "user", None) is not None and request.user.is_staff:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+
+
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database, Redis and at least one worker (a heartbeat within three lease
@@ -53,11 +72,18 @@ def healthz(request: HttpRequest) -> JsonResponse:
     down = not all(body[part]["ok"] for part in ("database", "redis", "workers"))  # type: ignore[index]
     if down:
         body["status"] = "down"
+    if not _operator(request):
+        body = {"status": body["status"]}
     return JsonResponse(body, status=503 if down else 200)
 
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
+    if not _operator(request):
+        refused = HttpResponse("metrics need the bearer token or staff\n", status=401)
+        refused["Content-Type"] = "text/plain"
+        refused["WWW-Authenticate"] = "Bearer"
+        return refused
     try:
         body, content_type = render_metrics()
     except DatabaseError:

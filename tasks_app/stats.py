@@ -123,7 +123,8 @@ def get_queue_stats(user: Any = None) -> dict[str, Any]:
     return {
         "queue": status_counts(scope),
         **throughput_and_latency(scope, now),
-        "workers": worker_rows(now),
+        # The workers (hosts, pids) are the operators' business, not the users'.
+        "workers": worker_rows(now) if scope is None else [],
         "queues": queue_rows(scope),
         "sources": source_rows(scope, now),
     }
@@ -149,10 +150,23 @@ def get_flow_stats() -> dict[str, Any]:
     return {"limits": describe_limits(), "breakers": describe_breakers(), "schedules": schedules}
 
 
+EMPTY_CACHE_STATS: dict[str, Any] = {
+    "hits": 0,
+    "misses": 0,
+    "hit_ratio": 0.0,
+    "keys": 0,
+    "stores": 0,
+    "bytes": 0,
+    "by_tool": {},
+}
+
+
 def get_stats(user: Any = None, flow: bool = False) -> dict[str, Any]:
     """The whole document of ``GET /api/v1/stats``: the queue's numbers and the cache's; with
     ``flow``, for staff, also ``flow`` (limits, breakers, schedules: the dashboard's)."""
-    stats = {**get_queue_stats(user), "cache": get_cache_stats()}
+    staff = user is None or user.is_staff
+    # The cache's figures are everyone's together: staff only (users get the shape, zeroed).
+    stats = {**get_queue_stats(user), "cache": get_cache_stats() if staff else EMPTY_CACHE_STATS}
     if flow and (user is None or user.is_staff):
         stats["flow"] = get_flow_stats()
     return stats
