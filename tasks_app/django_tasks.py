@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import queue
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from datetime import datetime
 from inspect import iscoroutinefunction
 from typing import Any
@@ -194,17 +195,43 @@ def rerun_when_lost(task: TaskRow) -> bool:
 
 # --- running (the worker process) ---------------------------------------------------------------
 
-_threads: ThreadPoolExecutor | None = None
+
+class TaskThreads(Executor):
+    """A fixed number of daemon threads for sync task functions. Not a ThreadPoolExecutor: its
+    threads are joined when the interpreter exits, so a function that never returns (timed out,
+    cancelled, abandoned) would keep a stopped worker process alive."""
+
+    def __init__(self, size: int) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[Any], Any]] = queue.SimpleQueue()
+        for number in range(size):
+            name = f"clawsite-task-{number}"
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._work.put((future, functools.partial(fn, *args, **kwargs)))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, call = self._work.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as error:  # handed to the awaiting coroutine
+                future.set_exception(error)
+
+
+_threads: TaskThreads | None = None
 _threads_lock = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
+def _pool() -> TaskThreads:
     global _threads
     with _threads_lock:
         if _threads is None:
-            _threads = ThreadPoolExecutor(
-                max_workers=settings.CLAWSITE_WORKER_THREADS, thread_name_prefix="clawsite-task"
-            )
+            _threads = TaskThreads(settings.CLAWSITE_WORKER_THREADS)
     return _threads
 
 

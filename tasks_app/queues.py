@@ -30,8 +30,9 @@ def set_paused(name: str, paused: bool) -> Queue:
 def queue_rows(user: Any = None, every: bool = False) -> list[dict[str, Any]]:
     """``[{"name", "paused", "queued", "running"}]`` by name: every queue with queued or running
     tasks (``every``: with any task at all, a scan of the table) or paused. ``user``: a non-staff
-    user's counts are of their own tasks."""
-    tasks = Task.objects.all() if user is None or user.is_staff else Task.objects.filter(owner=user)
+    user sees the queues of their own queued and running tasks, with their counts."""
+    staff = user is None or user.is_staff
+    tasks = Task.objects.all() if staff else Task.objects.filter(owner=user)
     active = (
         tasks.filter(status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING])
         .order_by()
@@ -42,7 +43,7 @@ def queue_rows(user: Any = None, every: bool = False) -> list[dict[str, Any]]:
     for row in active:
         counts.setdefault(row["queue"], {"queued": 0, "running": 0})[row["status"]] = row["n"]
     paused = {name for name in Queue.objects.filter(paused=True).values_list("name", flat=True)}
-    names = set(counts) | paused
+    names = set(counts) | paused if staff else set(counts)
     if every:
         names |= set(tasks.order_by().values_list("queue", flat=True).distinct())
     return [

@@ -252,3 +252,22 @@ def test_a_worker_killed_during_a_sync_task_another_runs_it_once_more(
     (lost,) = result.errors
     assert "lost" in lost.traceback
     assert Task.objects.get(pk=result.id).attempts == 2
+
+
+def test_a_stopping_worker_exits_though_a_sync_function_never_returns(
+    workers: Workers, tmp_path: Path
+) -> None:
+    """SIGTERM: the stuck attempt is requeued after the grace period and the process exits; its
+    thread (a daemon) cannot hold the interpreter open."""
+    ledger = tmp_path / "ledger"
+    worker = workers.start()
+    result = fx.blocks_on_first_attempt.enqueue(str(ledger))
+    wait_for(lambda: ledger.exists() and "start 1" in ledger.read_text(), timeout=60)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0  # not the 120 s the function sleeps
+    row = Task.objects.get(pk=result.id)
+    assert row.status == TaskStatus.QUEUED
+    assert row.attempt_log[-1]["error"]["type"] == "worker_shutdown"
+    workers.start()
+    assert finished(result, timeout=90).status == TaskResultStatus.SUCCESSFUL
+    assert result.errors == []  # a stopped worker is not a failed attempt

@@ -104,10 +104,10 @@ def drain_db_worker(env: BenchEnv, count: int, timeout: float) -> float:
 def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
     owner, _ = bench_user()
     deadline = Deadline(budget)
-    n = 5000 if quick else 20000
+    n = 5000 if quick else 10000
     db_n = 300 if quick else 1000
     peer_n = 1500 if quick else 5000
-    reps = 2 if quick else 3
+    reps = 2
     sync, async_, db, celery, everyone, queued = [], [], [], [], [], []
     for _ in range(reps):
         for kind, results in (("sync", sync), ("async", async_)):
