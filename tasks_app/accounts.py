@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import transaction
+from django.db.models import Field
 from django.db.models.signals import post_delete, pre_save
 from django.utils import timezone
 
@@ -66,6 +67,7 @@ def connect() -> None:
     """From AppConfig.ready: the model's field validator and the signal receivers."""
     user_model = get_user_model()
     field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    assert isinstance(field, Field)  # noqa: S101 (for the type checker: the username is a column)
     if username_validator not in field.validators:
         field.validators.append(username_validator)
     pre_save.connect(_check_username, sender=user_model, dispatch_uid="accounts_username")

@@ -45,8 +45,8 @@ def user_for_token(raw: str) -> Any | None:
     if not users:
         return None
     user = users[0]
-    if user.token_stale:
-        ApiToken.objects.filter(pk=user.token_id).update(last_used_at=now)
+    if user.token_stale:  # type: ignore[attr-defined]  # columns of the raw query
+        ApiToken.objects.filter(pk=user.token_id).update(last_used_at=now)  # type: ignore[attr-defined]
     return user
 
 

@@ -160,7 +160,7 @@ def task_result(row: TaskRow, task: Task, alias: str) -> TaskResult:
     worker_ids = [entry["worker_id"] for entry in log]
     if row.status == TaskStatus.RUNNING:
         worker_ids.append(row.worker_id)
-    result = TaskResult(
+    result: TaskResult[Any, Any] = TaskResult(
         task=task,
         id=row.id,
         status=STATUSES[TaskStatus(row.status)],

@@ -75,7 +75,7 @@ def field_for(name: str, schema: dict[str, Any], required: bool) -> forms.Field:
         return forms.TypedChoiceField(
             choices=choices if options["required"] else [("", "(default)"), *choices],
             initial=default,
-            coerce=type(values[0]),
+            coerce=type(values[0]),  # type: ignore[arg-type]  # str, int or float: callable on a str
             empty_value=None,
             **options,
         )

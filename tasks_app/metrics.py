@@ -381,9 +381,10 @@ class ClawSiteCollector(Collector):
             labels=["tool"],
         )
         for tool, counts in sorted(per_tool.items()):
-            cumulative, total = [], 0
-            for bound, n in zip([*map(str, DURATION_BUCKETS), "+Inf"], counts, strict=True):
-                total += n
+            cumulative: list[tuple[str, float]] = []
+            total = 0
+            for bound, count in zip([*map(str, DURATION_BUCKETS), "+Inf"], counts, strict=True):
+                total += count
                 cumulative.append((bound, total))
             family.add_metric([tool], cumulative, sum_value=float(sums.get(tool, 0.0)))
         return family

@@ -367,6 +367,7 @@ def reap_expired_leases(now: Any = None, limit: int = 500) -> list[Task]:
     with transaction.atomic():
         expired = Task.objects.running().filter(lease_expires_at__lt=now)
         for task in expired.order_by("lease_expires_at")[:limit]:
+            status: str
             if task.cancel_requested:
                 status = TaskStatus.CANCELLED
                 error = {

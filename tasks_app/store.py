@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 _FIELDS = Task._meta.concrete_fields
 _TABLE = Task._meta.db_table
-_COLUMNS = ", ".join(connection.ops.quote_name(f.column) for f in _FIELDS)
+_COLUMNS = ", ".join(connection.ops.quote_name(f.column) for f in _FIELDS if f.column)
 _CLAIM_INDEX = "task_claim_idx"
 _INSERT_SQL = f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(_FIELDS))})"
 
@@ -201,7 +201,8 @@ _FETCH_SQL = f"SELECT {_COLUMNS} FROM {_TABLE} WHERE id = %s"
 def fetch_task(task_id: str, owner_id: int | None = None) -> Task | None:
     """One task by id (only if ``owner_id`` owns it, when given): the API's lookup, on every
     GET and long-poll, as one primary-key read without the ORM's query building."""
-    sql, params = _FETCH_SQL, [task_id]
+    sql = _FETCH_SQL
+    params: list[Any] = [task_id]
     if owner_id is not None:
         sql, params = f"{sql} AND owner_id = %s", [task_id, owner_id]
     with _db().cursor() as cursor:

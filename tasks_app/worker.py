@@ -212,7 +212,7 @@ class WorkerEngine:
         _, claimed = services.finish_and_claim(
             self.worker_id, completions, progress, free, self.lease, self.queues, self.limiter
         )
-        self._load_owners({t.owner_id for t in claimed})
+        self._load_owners({t.owner_id for t in claimed if t.owner_id is not None})
         return claimed
 
     def _wake_at_next_token(self, seconds: float) -> None:
@@ -234,10 +234,9 @@ class WorkerEngine:
     # --- one attempt --------------------------------------------------------------------------------
 
     async def _run(self, attempt: Attempt) -> None:
-        current_task_id.set(
-            attempt.task.id
-        )  # this asyncio task's logs carry its id (tasks_app.logs)
-        owner = self.owners.get(attempt.task.owner_id)  # None: a Django task, enqueued by code
+        current_task_id.set(attempt.task.id)  # its logs carry its id (tasks_app.logs)
+        owner_id = attempt.task.owner_id  # None: a Django task, enqueued by code
+        owner = None if owner_id is None else self.owners.get(owner_id)
         self._end(attempt, await attempt.run(owner, functools.partial(self._progress, attempt)))
 
     def _end(self, attempt: Attempt, completion: Completion | None) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fake_llm import FakeLlm
 from tests.stack import Stack, wait_for
-from tests.test_limits_e2e import finished, submit
+from tests.test_limits_e2e import submit
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_workers_renew_under_max_tasks_with_no_task_lost_or_run_twice(
         pids = [worker.pid for worker in workers]
         prompts = [f"q{i}" for i in range(24)]
         ids = submit(stack, token, prompts)
-        tasks = wait_for(lambda: finished(stack, token, ids), 180, 0.2, "24 chats")
+        tasks = stack.wait_finished(token, ids, 180, 0.2)
         assert {t["status"] for t in tasks} == {"succeeded"}, stack.log_text()
         assert {t["attempts"] for t in tasks} == {1}
         assert sorted(llm.prompts) == sorted(prompts)  # each ran once, at the server's count
@@ -47,7 +47,7 @@ def test_workers_renew_under_max_tasks_with_no_task_lost_or_run_twice(
         # Same processes (execv keeps the pid), still serving.
         assert [w.pid for w in workers] == pids and all(w.poll() is None for w in workers)
         more = submit(stack, token, ["again"])
-        assert wait_for(lambda: finished(stack, token, more), 60, 0.2, "one more")
+        assert stack.wait_finished(token, more, 60, 0.2)
     finally:
         stack.stop()
     assert all(w.returncode == 0 for w in workers), stack.log_text()

@@ -200,8 +200,8 @@ def get_cache_stats() -> dict[str, Any]:
         _prune_expired(client, name)
     pipe = client.pipeline(transaction=False)
     for name in names:
-        index, _, counters = _bookkeeping_keys(name)
-        pipe.hgetall(counters)
+        index, _, counters_key = _bookkeeping_keys(name)
+        pipe.hgetall(counters_key)
         pipe.zcard(index)
     replies = pipe.execute()
     by_tool: dict[str, dict[str, int]] = {}

@@ -82,6 +82,8 @@ async def run_process(
     )
     assert process.stdout is not None and process.stderr is not None  # noqa: S101 (PIPEs)
 
+    stdout, stderr = process.stdout, process.stderr
+
     async def communicate() -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
         if prepare is not None:
             await prepare()
@@ -92,9 +94,7 @@ async def run_process(
             process.stdin.close()
 
         async def drain_both() -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
-            return await asyncio.gather(
-                _drain(process.stdout, output_cap), _drain(process.stderr, output_cap)
-            )
+            return await asyncio.gather(_drain(stdout, output_cap), _drain(stderr, output_cap))
 
         readers = asyncio.create_task(drain_both())
         # Usually the pipes close when the program exits. Children it left in the background

@@ -138,7 +138,7 @@ class Scan:
         if self.regex is None and self.needle not in data:  # type: ignore[operator]
             return []  # most files: no need to look line by line
         data = data.replace(b"\r\n", b"\n")
-        found = []
+        found: list[dict[str, Any]] = []
         position = 0
         line_number, counted_to = 1, 0
         while position <= len(data) and len(found) <= room:

@@ -47,6 +47,7 @@ class ApiSecurityMiddleware:
         markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse
         try:
             request.get_host()  # against DNS rebinding and poisoned absolute URLs
         except DisallowedHost:

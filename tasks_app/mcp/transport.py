@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,7 +65,10 @@ class _Reply:
                 await self._body(b": keepalive\n\n", more=True)
 
     async def finish(
-        self, message: dict[str, Any], status: int = 200, extra: list[tuple[bytes, bytes]] = ()
+        self,
+        message: dict[str, Any],
+        status: int = 200,
+        extra: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         body = json.dumps(message).encode()
         if self.stream and (self.started or status == 200):
@@ -97,7 +101,9 @@ def _error(message_id: Any, error: McpError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": message_id, "error": error.as_error()}
 
 
-async def _plain(send: Any, status: int, error: McpError | None, headers: list[Any] = ()) -> None:
+async def _plain(
+    send: Any, status: int, error: McpError | None, headers: Sequence[Any] = ()
+) -> None:
     body = json.dumps(_error(None, error)).encode() if error else b""
     extra = [(b"content-type", b"application/json")] if error else []
     await send({"type": "http.response.start", "status": status, "headers": extra + list(headers)})
@@ -111,7 +117,7 @@ def _origin_allowed(origin: str) -> bool:
     allowed = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed:
         allowed = ["localhost", "127.0.0.1", "[::1]"]
-    return bool(host) and validate_host(host, allowed)
+    return host is not None and host != "" and validate_host(host, allowed)
 
 
 async def _read_body(receive: Any) -> bytes | None:
