@@ -151,14 +151,14 @@ def _print_folded(path: Any) -> None:
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
     for line in open(path):
-        stack, _, count = line.rstrip().rpartition(" ")
+        stack, _, samples = line.rstrip().rpartition(" ")
         frames = [re.sub(r":\d+\)", ")", frame) for frame in stack.split(";")]
         if any("importlib" in frame for frame in frames):
             continue
-        total += int(count)
-        own[frames[-1]] += int(count)
+        total += int(samples)
+        own[frames[-1]] += int(samples)
         for frame in set(frames):
-            inclusive[frame] += int(count)
+            inclusive[frame] += int(samples)
     for title, counter in (("itself", own), ("with callees", inclusive)):
         print(f"--- share of GIL-holding samples, {title}")
         for frame, count in counter.most_common(TOP):

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,7 +45,7 @@ OWNER = ToolOwner(1, "measure")
 
 
 async def median_ms(
-    call: Callable[[], Awaitable[object]], repeat: int, before: Callable[[], None] | None = None
+    call: Callable[[], Awaitable[object]], repeat: int, before: Callable[[], object] | None = None
 ) -> float:
     times = []
     for _ in range(repeat):
@@ -70,7 +71,7 @@ def prepare(workspace: Path) -> None:
         (workspace / f"text-{size}.txt").write_text(("abcdefghij" * (size // 10 + 1))[:size])
 
 
-async def measure(name: str, args: dict[str, object], repeat: int) -> tuple[float, float, float]:
+async def measure(name: str, args: dict[str, Any], repeat: int) -> tuple[float, float, float]:
     async def call() -> object:
         return await run_tool(name, args, OWNER)
 

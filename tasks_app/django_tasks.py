@@ -285,7 +285,7 @@ async def _asend(signal: Signal, sender: type, result: TaskResult) -> None:
     try:
         sync_receivers, async_receivers = signal._live_receivers(sender)
     except (AttributeError, TypeError, ValueError):  # a Django whose private API changed
-        sync_receivers, async_receivers = [None], []
+        sync_receivers, async_receivers = [None], []  # type: ignore[list-item]  # "not only Django's"
     if not async_receivers and all(
         getattr(receiver, "__module__", None) == "django.tasks.signals"
         for receiver in sync_receivers

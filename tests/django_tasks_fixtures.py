@@ -67,19 +67,19 @@ def get_context(context: TaskContext) -> dict[str, Any]:
     return {"attempt": context.attempt, "id": context.task_result.id}
 
 
-@task(takes_context=True, max_attempts=3)
+@task(takes_context=True, max_attempts=3)  # type: ignore[call-overload]  # ClawSite's options
 def fails_until_third_attempt(context: TaskContext) -> int:
     if context.attempt < 3:
         raise RuntimeError(f"attempt {context.attempt} fails")
     return context.attempt
 
 
-@task(max_attempts=2)
+@task(max_attempts=2)  # type: ignore[call-overload]  # ClawSite's options
 def always_fails_twice() -> None:
     raise ValueError("again")
 
 
-@task(timeout=1)
+@task(timeout=1)  # type: ignore[call-overload]  # ClawSite's options
 def sleeps_past_its_timeout(marker: str) -> str:
     """Blocks its thread past the timeout, then leaves a mark: its late return must be dropped."""
     time.sleep(3)
@@ -87,7 +87,7 @@ def sleeps_past_its_timeout(marker: str) -> str:
     return "late"
 
 
-@task(timeout=1)
+@task(timeout=1)  # type: ignore[call-overload]  # ClawSite's options
 async def sleeps_past_its_timeout_async() -> str:
     await asyncio.sleep(30)
     return "never"

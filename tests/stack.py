@@ -48,6 +48,7 @@ class Stack:
     def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.tokens: dict[str, str] = {}  # tokens a test keeps by username
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,

@@ -91,7 +91,7 @@ def page(browser: Any, stack: Stack, request: pytest.FixtureRequest) -> Iterator
     # Chromium reports what the Content Security Policy refused on the console.
     page.on(
         "console",
-        lambda message: "Content Security Policy" in message.text and errors.append(message.text),
+        lambda message: "Content Security Policy" in message.text and errors.append(message.text),  # type: ignore[func-returns-value]
     )
     try:
         yield page

@@ -29,7 +29,7 @@ def test_clawsite_is_the_default_backend_with_every_feature() -> None:
     assert isinstance(backend, ClawSiteBackend)
     assert backend.supports_defer and backend.supports_async_task
     assert backend.supports_get_result and backend.supports_priority
-    assert fx.noop_task.max_attempts == 1 and fx.noop_task.timeout is None
+    assert fx.noop_task.max_attempts == 1 and fx.noop_task.timeout is None  # type: ignore[attr-defined]
     assert fx.fails_until_third_attempt.max_attempts == 3
     assert fx.sleeps_past_its_timeout.timeout == 1
 

@@ -79,7 +79,7 @@ def finished(result: TaskResult, timeout: float = 60) -> TaskResult:
 
 def test_sync_and_async_functions_run_and_return(workers: Workers) -> None:
     workers.start()
-    results = {
+    results: dict[str, TaskResult[Any, Any]] = {
         "meaning": fx.calculate_meaning_of_life.enqueue(),
         "add": fx.async_add.enqueue(2, 40),
         "complex": fx.complex_return_value.enqueue(),

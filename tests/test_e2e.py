@@ -121,7 +121,7 @@ def test_a_browser_session_can_use_the_api_with_its_csrf_token(stack: Stack) -> 
 
     status, answer = post({})
     assert status == 403 and answer["error"]["code"] == "forbidden"
-    status, answer = post({"X-CSRFToken": csrf})
+    status, answer = post({"X-CSRFToken": str(csrf)})
     assert status == 202 and answer["status"] == "queued"
     status, listing = stack.request("GET", "/api/v1/tasks", stack.token("erin"))
     assert [t["id"] for t in listing["tasks"]] == [answer["id"]]

@@ -49,7 +49,7 @@ async def test_group_commit_failure_of_the_whole_group_reaches_every_caller() ->
     group = GroupCommit(run_many)
     results = await asyncio.gather(group(1), group(2), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
-    assert await GroupCommit(lambda items: items)(7) == 7  # a new group works afterwards
+    assert await GroupCommit[int, int](lambda items: items)(7) == 7  # a new group works afterwards
 
 
 def test_submit_grouped_isolates_a_conflicting_request(alice: Any, bob: Any) -> None:

@@ -15,7 +15,7 @@ from tests.mcp_helpers import MODERN, McpStack, mcp_stack, rpc, rpc_answer
 from tests.stack import wait_for
 
 pytestmark = pytest.mark.timeout(180)
-TASKS = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
+TASKS: dict[str, Any] = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
 
 
 @pytest.fixture(scope="module")

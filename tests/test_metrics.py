@@ -207,7 +207,7 @@ def test_json_logs_carry_the_task_id() -> None:
     )
     plain = logging.makeLogRecord({"msg": "hello"})
     TaskIdFilter().filter(plain)
-    assert plain.task_id == "-"
+    assert plain.task_id == "-"  # type: ignore[attr-defined]  # set by TaskIdFilter
 
 
 async def test_logs_inside_a_running_task_name_it() -> None:
@@ -224,13 +224,13 @@ async def test_logs_inside_a_running_task_name_it() -> None:
         await asyncio.sleep(0)  # interleave with the other task
         record = logging.makeLogRecord({"msg": "inside"})
         TaskIdFilter().filter(record)
-        seen[task_id] = record.task_id
+        seen[task_id] = record.task_id  # type: ignore[attr-defined]
 
     await asyncio.gather(asyncio.create_task(run("t-a")), asyncio.create_task(run("t-b")))
     assert seen == {"t-a": "t-a", "t-b": "t-b"}
     outside = logging.makeLogRecord({"msg": "outside"})
     TaskIdFilter().filter(outside)
-    assert outside.task_id == "-"
+    assert outside.task_id == "-"  # type: ignore[attr-defined]
 
 
 # --- across processes ----------------------------------------------------------------------------------

@@ -78,8 +78,8 @@ def test_list_filters_by_status_and_tool(alice: Any) -> None:
     page = client.get("/?tool=list_directory").content.decode()
     assert f"task-{listing.id}" in page and f"task-{read.id}" not in page
     # Unknown filter values are ignored, not a 500.
-    page = client.get("/?status=bogus&tool=nope&page=zz")
-    assert page.status_code == 200 and f"task-{read.id}" in page.content.decode()
+    response = client.get("/?status=bogus&tool=nope&page=zz")
+    assert response.status_code == 200 and f"task-{read.id}" in response.content.decode()
 
 
 # --- the submit form ---------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_a_filled_form_cleans_to_valid_args() -> None:
 
 def test_bad_values_are_field_errors() -> None:
     form = TaskSubmitForm(
-        RichTool(),
+        RichTool(),  # type: ignore[arg-type]  # a tool of the test's own
         {
             "arg_url": "x",
             "arg_headers": "{oops",
@@ -107,7 +107,8 @@ def test_an_argument_named_like_an_option_gets_its_own_error() -> None:
         Args: ClassVar[type[BaseModel]] = TimedArgs
 
     form = TaskSubmitForm(
-        TimedTool(), {"arg_timeout": "5", "timeout": "2", "priority": "0", "max_attempts": "3"}
+        TimedTool(),  # type: ignore[arg-type]
+        {"arg_timeout": "5", "timeout": "2", "priority": "0", "max_attempts": "3"},
     )  # type: ignore[arg-type]
     assert form.is_valid(), form.errors
     assert form.cleaned_data["args"] == {"timeout": 5.0} and form.submission()["timeout"] == 2.0

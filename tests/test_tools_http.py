@@ -107,7 +107,7 @@ class LocalServer:
             await writer.drain()
         writer.write(b": keep-alive comment\n\n")
         usage = {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
-        final = {"id": "c1", "model": model, "choices": [], "usage": usage}
+        final: dict[str, Any] = {"id": "c1", "model": model, "choices": [], "usage": usage}
         writer.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
 
 

@@ -55,7 +55,7 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
     try:
         from tools_app import cache
     except ImportError:
-        cache = None
+        cache = None  # type: ignore[assignment]
     user, _ = bench_user()
     owner = ToolOwner(user.id, user.get_username(), user.is_staff)
     root = Workspace.for_user(owner).root

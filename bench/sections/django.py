@@ -5,6 +5,7 @@ and Celery (threads pool) draining a no-op; and what named queues cost a tool-ta
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -108,6 +109,12 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
     db_n = 300 if quick else 1000
     peer_n = 1500 if quick else 5000
     reps = 2
+    sync: list[Any]
+    async_: list[Any]
+    db: list[Any]
+    celery: list[Any]
+    everyone: list[Any]
+    queued: list[Any]
     sync, async_, db, celery, everyone, queued = [], [], [], [], [], []
     for _ in range(reps):
         for kind, results in (("sync", sync), ("async", async_)):

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 
@@ -50,7 +51,7 @@ LOCK_ERRORS = ("database is locked", "database table is locked")
 
 
 # Limits on the drained tool and its queue that never bind: what the limited claim costs.
-LIMITS = {
+LIMITS: dict[str, dict[str, Any]] = {
     f"tool:{NOOP_TOOL}": {"concurrency": 100_000, "rate": "10000000/s"},
     "queue:default": {"concurrency": 100_000},
 }
@@ -113,10 +114,11 @@ def drain_peer(env: BenchEnv, peer: str, count: int, timeout: float) -> float:
         wait_until(
             lambda: client.get(f"{prefix}:last"), timeout, 0.05, f"{peer} to finish {count} tasks"
         )
-        first, last = float(client.get(f"{prefix}:first")), float(client.get(f"{prefix}:last"))
+        first = float(client.get(f"{prefix}:first"))  # type: ignore[arg-type]
+        last = float(client.get(f"{prefix}:last"))  # type: ignore[arg-type]
     except TimeoutError:
         raise RuntimeError(
-            f"{peer}: {client.get(f'{prefix}:done')} of {count} done; {env.log_tail(f'peer-{peer}')}"
+            f"{peer}: {client.get(f'{prefix}:done')!s} of {count} done; {env.log_tail(f'peer-{peer}')}"
         ) from None
     finally:
         env.stop(worker, timeout=20)

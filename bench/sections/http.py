@@ -50,14 +50,24 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
 
         async def measure() -> None:
             for at, raw in requests.values():  # warm-up: imports, connections, caches
-                await drive(at, lambda i, raw=raw: raw, 50, 4, 30)
+                await drive(
+                    at,
+                    lambda i, raw=raw: raw,  # type: ignore[misc]
+                    50,
+                    4,
+                    30,
+                )
             for _ in range(reps):
                 # Alternate the four so drift on the shared machine hits them alike.
                 for name, (at, raw) in requests.items():
                     count = single_n if name.endswith("single") else batch_n
                     left = deadline.left() / 2
                     result = await drive(
-                        at, lambda i, raw=raw: raw, count, CONNECTIONS, max(1.0, left)
+                        at,
+                        lambda i, raw=raw: raw,  # type: ignore[misc]
+                        count,
+                        CONNECTIONS,
+                        max(1.0, left),
                     )
                     bad = {s: c for s, c in result.statuses.items() if s != 202}
                     if bad:

@@ -96,7 +96,7 @@ class Prototype:
 
     def read(self, n: int) -> None:
         for task_id in random.choices(self.ids, k=n):
-            json.loads(self.redis.get(f"{self.key}:task:{task_id}"))
+            json.loads(self.redis.get(f"{self.key}:task:{task_id}"))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.db.close()
@@ -148,7 +148,7 @@ def run(env: BenchEnv, quick: bool, budget: float) -> list[Row]:
         proto_concurrent = rate(prototype.save_concurrently, 320 if quick else 640, reps, warmup=64)
         proto_batch = rate(prototype.batch_push, 5000 if quick else 20000, reps)
 
-        async def measure() -> tuple[Any, Any, Any]:
+        async def measure() -> tuple[Any, Any, Any, Any]:
             bind_event_loop()
 
             def submission(i: int) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .threads import run_in_db_thread
 
@@ -19,7 +19,7 @@ class GroupCommit[Item, Result]:
     result per item; an exception there is raised to that item's caller only.
     """
 
-    def __init__(self, run_many: Callable[[list[Item]], list[Result | Exception]]) -> None:
+    def __init__(self, run_many: Callable[[list[Item]], Sequence[Result | Exception]]) -> None:
         self.run_many = run_many
         # Per event loop (daphne has one; tests make one per test).
         self._queues: weakref.WeakKeyDictionary[
