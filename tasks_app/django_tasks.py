@@ -40,9 +40,6 @@ from tools_app.runner import ToolOutcome
 
 from . import store
 from .backends import ClawSiteBackend, json_round_trip
-from .db import write_lock
-from .events import publish_task_changes
-from .metrics import record_submitted
 from .models import DJANGO_TASK_TOOL, TaskSource, TaskStatus
 from .models import Task as TaskRow
 
@@ -103,18 +100,10 @@ def enqueue(task: Task, args: list[Any], kwargs: dict[str, Any], backend: Any) -
     )
     result = task_result(row, task, backend.alias)
 
-    def committed() -> None:
-        publish_task_changes([row], wake=True)
-        record_submitted([row])
-        task_enqueued.send(type(backend), task_result=result)
+    from .services import enqueue_tasks  # services imports this module
 
-    if transaction.get_connection().in_atomic_block:
-        store.insert_tasks([row])
-        transaction.on_commit(committed)
-    else:
-        with write_lock(), transaction.atomic():
-            store.insert_tasks([row])
-        committed()
+    enqueue_tasks([row])
+    transaction.on_commit(lambda: task_enqueued.send(type(backend), task_result=result))
     return result
 
 

@@ -1,5 +1,6 @@
-"""Every change of a task's state, one named verb each: submit, claim, progress, finish (and
-the retry or requeue it carries), cancel, retry, reap, delete, prune. Each writes through
+"""Every change of a task's state, one named verb each: submit (and enqueue, by code), claim,
+progress, finish (and the retry or requeue it carries), cancel, retry, reap, delete, prune. Each
+writes through
 ``store`` (or the model's transition methods) and, after commit, tells the watchers (and the
 workers). Callers decide; only this module changes a task.
 
@@ -199,6 +200,16 @@ def _submit_alone(
         return submit_tasks(owner, validated, source)
     except ApiError as error:
         return error
+
+
+def enqueue_tasks(new: list[Task]) -> None:
+    """Insert new tasks built by code (``store.new_task``; Django tasks): in the caller's
+    transaction when there is one, else in one of their own; announced after commit."""
+    if transaction.get_connection().in_atomic_block:
+        _insert(new)
+        return
+    with write_lock(), transaction.atomic():
+        _insert(new)
 
 
 def _insert(new: list[Task]) -> None:
