@@ -1,8 +1,7 @@
 """Every change of a task's state, one named verb each: submit (and enqueue, by code), claim,
 progress, finish (and the retry or requeue it carries), cancel, retry, reap, delete, prune. Each
-writes through
-``store`` (or the model's transition methods) and, after commit, tells the watchers (and the
-workers). Callers decide; only this module changes a task.
+writes through ``store`` (or the model's transition methods) and, after commit, tells the
+watchers (and the workers). Callers decide; only this module changes a task.
 
 Sync functions (ORM and ``store``); async callers run them through ``tasks_app.db``.
 """
