@@ -122,7 +122,7 @@ def _storable(item: Any, depth: int) -> int:
     # Subclasses (a StrEnum, an IntEnum...) as their base type.
     for base in (str, int, float, dict, list, tuple):
         if isinstance(item, base):
-            return _storable(base(item), depth)
+            return _storable(base(item), depth)  # type: ignore[arg-type]  # item is a base
     raise UnsafeJSON(f"{kind.__name__} is not a JSON value")
 
 
