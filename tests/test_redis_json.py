@@ -54,5 +54,6 @@ async def test_a_planted_pickle_in_the_tool_cache_is_not_run(settings: Any, tmp_
 
 def test_djangos_cache_and_so_the_sessions_hold_json() -> None:
     django_cache.set("json-check", {"user": "1", "n": 2})
-    raw = django_cache.client.get_client()  # type: ignore[attr-defined]  # django-redis's.get(django_cache.make_key("json-check"))
+    client = django_cache.client.get_client()  # type: ignore[attr-defined]  # django-redis's
+    raw = client.get(django_cache.make_key("json-check"))
     assert json.loads(raw) == {"user": "1", "n": 2}
