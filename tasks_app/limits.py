@@ -95,17 +95,18 @@ def read_limits(lock: bool = True) -> list[LimitState]:
         limits = [LimitState(*row) for row in cursor.fetchall()]
         if not any(limit.concurrency is not None for limit in limits):
             return limits
-        kinds = {limit.kind for limit in limits if limit.concurrency is not None}
-        for kind in kinds & set(store.LIMIT_COLUMNS):
-            column = store.LIMIT_COLUMNS[kind]
-            cursor.execute(
-                f"SELECT {column}, COUNT(*) FROM {_TASKS} WHERE status = 'running' "
-                f"GROUP BY {column}"
-            )
-            running = dict(cursor.fetchall())
-            for limit in limits:
-                if limit.kind == kind:
-                    limit.running = running.get(limit.name, 0)
+        # One pass over the running tasks (a worker's worth per worker, via the claim index's
+        # status prefix) counts them by tool and by queue at once.
+        cursor.execute(
+            f"SELECT tool, queue, COUNT(*) FROM {_TASKS} WHERE status = 'running' "
+            f"GROUP BY tool, queue"
+        )
+        running: dict[tuple[str, str], int] = {}
+        for tool, queue, count in cursor.fetchall():
+            running[("tool", tool)] = running.get(("tool", tool), 0) + count
+            running[("queue", queue)] = running.get(("queue", queue), 0) + count
+    for limit in limits:
+        limit.running = running.get((limit.kind, limit.name), 0)
     return limits
 
 
