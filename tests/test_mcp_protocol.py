@@ -53,6 +53,8 @@ def test_no_or_a_bad_token_is_401_with_a_bearer_challenge(mcp: McpStack, token: 
 
 
 def test_a_browser_origin_must_be_an_allowed_host(mcp: McpStack) -> None:
+    rebound = rpc(mcp.stack, mcp.alice, "tools/list", headers={"Host": "evil.example"})
+    assert rebound.status_code == 400 and rebound.json()["error"]["code"] == -32600
     evil = rpc(mcp.stack, mcp.alice, "tools/list", headers={"Origin": "http://evil.example"})
     assert evil.status_code == 403
     local = rpc(mcp.stack, mcp.alice, "tools/list", headers={"Origin": mcp.stack.url})

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
 
 from ..api.base import _users_together
 from ..auth import bearer_token
@@ -110,14 +110,23 @@ async def _plain(
     await send({"type": "http.response.body", "body": body})
 
 
+def _allowed_hosts() -> list[str]:
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # Django's own default under DEBUG
+    return list(allowed)
+
+
+def _host_allowed(host: str) -> bool:
+    domain, _ = split_domain_port(host)
+    return bool(domain) and validate_host(domain, _allowed_hosts())
+
+
 def _origin_allowed(origin: str) -> bool:
     """Against DNS rebinding: a browser's Origin must name one of ALLOWED_HOSTS (as Channels'
     origin validator does for cookie websockets). Agents send no Origin."""
     host = urlsplit(origin).hostname if origin != "null" else None
-    allowed = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed:
-        allowed = ["localhost", "127.0.0.1", "[::1]"]
-    return host is not None and host != "" and validate_host(host, allowed)
+    return host is not None and host != "" and validate_host(host, _allowed_hosts())
 
 
 async def _read_body(receive: Any) -> bytes | None:
@@ -157,6 +166,8 @@ def _parse(body: bytes) -> dict[str, Any]:
 async def mcp_application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     bind_event_loop()
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    if not _host_allowed(headers.get("host", "")):  # what Django checks for every other path
+        return await _plain(send, 400, McpError(INVALID_REQUEST, "Host not allowed."))
     origin = headers.get("origin")
     if origin is not None and not _origin_allowed(origin):
         return await _plain(send, 403, McpError(INVALID_REQUEST, "Origin not allowed."))
