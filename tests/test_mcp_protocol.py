@@ -72,6 +72,7 @@ def test_malformed_messages_get_the_json_rpc_errors(mcp: McpStack) -> None:
         (b'{"jsonrpc": "2.0", "id": 1, "method": 5}', 400, -32600),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": [1]}', 200, -32600),
         (b"\xff\xfe", 400, -32700),
+        (b'{"jsonrpc": "2.0", "id": 3}', 400, -32600),
     ]
     for body, status, code in cases:
         response = post(mcp, body, **{"MCP-Protocol-Version": "2025-06-18"})

@@ -199,7 +199,9 @@ async def _answer(
         return await _plain(send, 404, McpError(INVALID_REQUEST, "Session not found."))
     message_id = message.get("id")
     if "method" not in message:
-        return await _plain(send, 202, None)  # a response from the client: nothing asked any
+        if "result" in message or "error" in message:
+            return await _plain(send, 202, None)  # a response from the client: none was asked
+        return await _plain(send, 400, McpError(INVALID_REQUEST, "Not a request."))
     accept = headers.get("accept", "")
     sse = "text/event-stream" in accept
     json_ok = "application/json" in accept or "*/*" in accept or not accept
