@@ -3,6 +3,7 @@ on one machine with no configuration at all (see README "Configuration")."""
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -85,6 +86,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -98,6 +100,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it answers the lock-out
 ]
 
 # The pages' Content Security Policy (Django's own): scripts, styles and connections from this
@@ -212,6 +215,17 @@ TASKS = {
 
 # --- Auth ------------------------------------------------------------------------------------------
 LOGIN_URL = "login"
+# Login throttling (django-axes): after CLAWSITE_LOGIN_FAILURES failed sign-ins of one username
+# from one address, that pair is locked out for CLAWSITE_LOGIN_COOLOFF_MINUTES (429).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("CLAWSITE_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envfloat("CLAWSITE_LOGIN_COOLOFF_MINUTES", 15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "task-list"
 LOGOUT_REDIRECT_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [

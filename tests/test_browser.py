@@ -47,6 +47,7 @@ USERS = {
     "erin": ("pw-erin-browser", False),
     "olga": ("pw-olga-browser", False),
     "sam": ("pw-sam-browser", True),
+    "lou": ("pw-lou-browser", False),  # locked out by the throttling test: nobody else's
 }
 
 
@@ -304,3 +305,26 @@ def test_every_page_passes_its_content_security_policy(page: Any, stack: Stack) 
             assert "script-src 'self'" in policy and "unsafe-inline" not in policy
             assert "frame-ancestors 'none'" in policy
             page.wait_for_load_state("networkidle")
+
+
+def test_sign_in_is_throttled_after_repeated_failures(page: Any, stack: Stack) -> None:
+    """django-axes: five wrong passwords for one username from one address lock it out, and
+    even the right one is refused (429) until the cool-off ends."""
+    with kept_on_failure(page, stack, "throttle"):
+        for attempt in range(1, 6):
+            page.goto("/login/")
+            page.get_by_label("Username").fill("lou")
+            page.get_by_label("Password").fill("wrong-password")
+            page.get_by_role("button", name="Sign in").click()
+            if attempt < 5:  # the form again, with its error; the fifth failure locks
+                expect(page.get_by_label("Password")).to_be_visible()
+        expect(page.get_by_text("Account locked")).to_be_visible()
+        page.goto("/login/")
+        page.get_by_label("Username").fill("lou")
+        page.get_by_label("Password").fill(USERS["lou"][0])
+        with page.expect_response(lambda response: response.request.method == "POST") as answer:
+            page.get_by_role("button", name="Sign in").click()
+        assert answer.value.status == 429
+        assert "locked" in page.content().lower()
+        page.goto("/")
+        expect(page.get_by_role("button", name="Sign out lou")).to_have_count(0)
