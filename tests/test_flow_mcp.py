@@ -13,7 +13,7 @@ from tests.mcp_helpers import rpc, rpc_answer
 from tests.stack import Stack
 
 pytestmark = pytest.mark.timeout(180)
-TASKS = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
+TASKS: dict[str, Any] = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
 CALL = {"name": "write_file", "arguments": {"path": "x.txt", "content": "x"}}
 
 
