@@ -4,6 +4,7 @@ test-only ``test_ledger`` tool, whose ledger shows every execution."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -133,7 +134,14 @@ async def test_the_cancel_hint_cancels_without_waiting_for_housekeeping(
         submit, alice, tool="test_ledger", args={"key": "k", "seconds": 30}
     )
     await await_task(task.id, lambda t: t.status == TaskStatus.RUNNING)
-    assert engine.cancel(task.id)
+    # The row says running once the claim commits; the engine starts the attempt when the
+    # claim's round trip returns to its loop, a moment later.
+    for _ in range(3000):
+        if engine.cancel(task.id):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the engine never started the claimed task")
     task = await await_task(task.id)
     assert task.status == TaskStatus.CANCELLED
 
