@@ -70,7 +70,10 @@ class Renewal:
 
 
 def replace_process() -> None:
-    """Become a fresh process under the same command line and pid (never returns)."""
+    """Become a fresh process under the same command line and pid (never returns).
+
+    The caller blocks the stop signals first: the blocked mask survives execv, so a signal that
+    lands while the fresh process starts up waits, pending, until its handlers are in place."""
     flush_metrics()
     for handler in logging.getLogger().handlers:
         handler.flush()

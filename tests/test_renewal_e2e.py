@@ -3,6 +3,7 @@ drains and becomes a fresh process under the same pid; no task is lost or run tw
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,5 +67,24 @@ def test_the_memory_watchdog_renews_a_worker_and_says_why(tmp_path: Path) -> Non
         )
         assert worker.poll() is None
         assert "resident memory" in stack.log_text()
+    finally:
+        stack.stop()
+
+
+def test_a_stop_signal_during_a_renewal_stops_the_worker_cleanly(tmp_path: Path) -> None:
+    # Past 1 MB the worker renews itself right after each start, so most of its life is spent
+    # between execv and its signal handlers: a SIGTERM then must wait for them, not kill it.
+    stack = Stack(tmp_path / "stack", {"CLAWSITE_WORKER_MAX_MEMORY_MB": "1"})
+    stack.migrate()
+    worker = stack.start_worker()
+    try:
+        wait_for(
+            lambda: stack.log_text().count("CLAWSITE_WORKER_MAX_MEMORY_MB=1") >= 2,
+            120,
+            0.2,
+            "two renewals for memory",
+        )
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, stack.log_text()
     finally:
         stack.stop()

@@ -30,6 +30,7 @@ START_MESSAGE = {"type": "worker.start"}
 # restarts empty and expires after channels-redis's group_expiry (a day), so it is renewed
 # after any receive failure and every REJOIN_SECONDS (group_add is idempotent).
 REJOIN_SECONDS = 600.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class DurableWorker(Worker):
@@ -37,8 +38,10 @@ class DurableWorker(Worker):
         loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         self.rejoin = False
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.on_signal)
+        # After a renewal the stop signals arrive blocked (replace_process): deliver them now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         listeners = [asyncio.create_task(self.listener(channel)) for channel in self.channels]
         keeper = asyncio.create_task(self.keep_consumers())
         engine = get_engine()
@@ -55,7 +58,10 @@ class DurableWorker(Worker):
             task.cancel()
         shutdown_db_threads()
         logger.info("worker %s stopped", engine.worker_id)
-        # Renew unless a signal came meanwhile (then this is a plain stop).
+        # Renew unless a signal came meanwhile (then this is a plain stop). From here a stop
+        # signal stays pending for the fresh process, which unblocks it once it can stop cleanly.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        await asyncio.sleep(0)  # a signal's callback already queued still counts
         if not self.stopping.is_set():
             replace_process()
 
