@@ -249,6 +249,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {revoked} token(s).")
 
 
+def audit_change(request: HttpRequest, thing: str, target: str, form: Any) -> None:
+    """Record an admin edit of a limit or a schedule: which fields, and their new values."""
+    changed = {name: form.cleaned_data.get(name) for name in form.changed_data}
+    audit.record(request.user, f"{thing}.change", target, changed)
+
+
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     """Every queue with tasks (a row appears for each), paused and resumed by the actions: a
@@ -288,7 +294,7 @@ class QueueAdmin(admin.ModelAdmin):
     def _set(self, request: HttpRequest, queryset: Any, paused: bool, verb: str) -> None:
         names = list(queryset.values_list("name", flat=True))
         for name in names:
-            set_paused(name, paused)
+            set_paused(name, paused, request.user)
         self.message_user(request, f"{verb} {len(names)} queue(s): {', '.join(names)}.")
 
     @admin.action(description="Pause the selected queues", permissions=["change"])
@@ -328,6 +334,20 @@ class LimitAdmin(admin.ModelAdmin):
         if live is None or obj.key not in live:
             live = {item["key"]: item for item in describe_limits()}
         return live.get(obj.key, {})
+
+    def save_model(self, request: HttpRequest, obj: Limit, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        audit_change(request, "limit", obj.key, form)
+
+    def delete_model(self, request: HttpRequest, obj: Limit) -> None:
+        super().delete_model(request, obj)
+        audit.record(request.user, "limit.delete", obj.key)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        keys = list(queryset.values_list("key", flat=True))
+        super().delete_queryset(request, queryset)
+        for key in keys:
+            audit.record(request.user, "limit.delete", key)
 
     @admin.display(description="running")
     def running_now(self, obj: Limit) -> Any:
@@ -369,6 +389,17 @@ class ScheduleAdmin(admin.ModelAdmin):
         if not change or timing or obj.next_run_at is None:
             start_schedule(obj)
         super().save_model(request, obj, form, change)
+        audit_change(request, "schedule", obj.name, form)
+
+    def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
+        super().delete_model(request, obj)
+        audit.record(request.user, "schedule.delete", obj.name)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        names = list(queryset.values_list("name", flat=True))
+        super().delete_queryset(request, queryset)
+        for name in names:
+            audit.record(request.user, "schedule.delete", name)
 
 
 @admin.register(AuditEvent)

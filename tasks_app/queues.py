@@ -12,16 +12,19 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from . import audit
 from .events import wake_workers
 from .models import Queue, Task, TaskStatus
 
 
-def set_paused(name: str, paused: bool) -> Queue:
-    """Pause or resume the queue ``name`` (valid: the caller checked it) for every worker."""
+def set_paused(name: str, paused: bool, actor: Any = None) -> Queue:
+    """Pause or resume the queue ``name`` (valid: the caller checked it) for every worker;
+    ``actor`` (a user, or None for code) goes into the audit log."""
     with transaction.atomic():
         queue, _ = Queue.objects.update_or_create(
             name=name, defaults={"paused": paused, "changed_at": timezone.now()}
         )
+        audit.record(actor, "queue.pause" if paused else "queue.resume", name)
         if not paused:
             transaction.on_commit(wake_workers)  # its tasks may run now
     return queue

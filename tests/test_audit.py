@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.test import AsyncClient, Client
 from django.utils import timezone
@@ -14,7 +15,7 @@ from django.utils import timezone
 from tasks_app import audit
 from tasks_app.attempt import Attempt
 from tasks_app.audit import AuditEvent
-from tasks_app.models import ApiToken, Task, TaskStatus
+from tasks_app.models import ApiToken, Limit, Queue, Task, TaskStatus
 from tools_app.runner import ToolOwner
 
 from .test_pages_admin import action
@@ -116,3 +117,32 @@ def test_the_log_is_pruned_with_the_tasks(alice: Any) -> None:
     assert not AuditEvent.objects.filter(pk=old.pk).exists()
     assert AuditEvent.objects.filter(pk=recent.pk).exists()
     assert events("task.prune") == [("", "0 tasks", "ok")]
+
+
+def test_queue_pauses_and_limit_edits_are_recorded(carol: Any, as_carol: AsyncClient) -> None:
+    client = Client()
+    client.force_login(carol)
+    async_to_sync(as_carol.post)("/api/v1/queues/long/pause")
+    queue = Queue.objects.get(name="long")
+    action(client, "/admin/tasks_app/queue/", "resume_queues", [queue.pk])
+    assert events("queue.pause") == [("carol", "long", "ok")]
+    assert events("queue.resume") == [("carol", "long", "ok")]
+
+    client.post(
+        "/admin/tasks_app/limit/add/", {"key": "tool:llm_chat", "concurrency": "5", "rate": ""}
+    )
+    limit = Limit.objects.get(key="tool:llm_chat")
+    client.post(
+        f"/admin/tasks_app/limit/{limit.pk}/change/",
+        {"key": "tool:llm_chat", "concurrency": "2", "rate": "40/m"},
+    )
+    action(client, "/admin/tasks_app/limit/", "delete_selected", [limit.pk])
+    client.post(
+        "/admin/tasks_app/limit/",
+        {"action": "delete_selected", "post": "yes", "_selected_action": [str(limit.pk)]},
+    )
+    assert not Limit.objects.exists()
+    assert events("limit.change") == [("carol", "tool:llm_chat", "ok")] * 2
+    assert events("limit.delete") == [("carol", "tool:llm_chat", "ok")]
+    digests = AuditEvent.objects.filter(action="limit.change").values_list("args_digest", flat=True)
+    assert len(set(digests)) == 2  # the new values are part of what was recorded

@@ -190,7 +190,7 @@ def _pause_or_resume(paused: bool) -> Any:
             raise ApiError("invalid_args", problem)
 
         def change() -> dict[str, Any]:
-            queues.set_paused(name, paused)
+            queues.set_paused(name, paused, user)
             return queues.queue_row(name)
 
         return respond(await run_in_db_thread(change))
