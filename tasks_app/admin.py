@@ -249,10 +249,28 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {revoked} token(s).")
 
 
-def audit_change(request: HttpRequest, thing: str, target: str, form: Any) -> None:
-    """Record an admin edit of a limit or a schedule: which fields, and their new values."""
-    changed = {name: form.cleaned_data.get(name) for name in form.changed_data}
-    audit.record(request.user, f"{thing}.change", target, changed)
+class AuditedAdmin(admin.ModelAdmin):
+    """Edits and deletes (one or in bulk) recorded in the audit log as ``<audited_as>.change``
+    (with the changed fields' new values) and ``<audited_as>.delete``, named by ``audited_by``."""
+
+    audited_as = ""
+    audited_by = "pk"
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        changed = {name: form.cleaned_data.get(name) for name in form.changed_data}
+        target = getattr(obj, self.audited_by)
+        audit.record(request.user, f"{self.audited_as}.change", target, changed)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        audit.record(request.user, f"{self.audited_as}.delete", getattr(obj, self.audited_by))
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        targets = list(queryset.values_list(self.audited_by, flat=True))
+        super().delete_queryset(request, queryset)
+        for target in targets:
+            audit.record(request.user, f"{self.audited_as}.delete", target)
 
 
 @admin.register(Queue)
@@ -316,7 +334,7 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
 
 @admin.register(Limit)
-class LimitAdmin(admin.ModelAdmin):
+class LimitAdmin(AuditedAdmin):
     """Limits on running work; an edit counts at every worker's next claim (tasks_app.limits)."""
 
     list_display = ("key", "concurrency", "rate", "running_now", "tokens_now", "updated_at")
@@ -335,19 +353,7 @@ class LimitAdmin(admin.ModelAdmin):
             live = {item["key"]: item for item in describe_limits()}
         return live.get(obj.key, {})
 
-    def save_model(self, request: HttpRequest, obj: Limit, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        audit_change(request, "limit", obj.key, form)
-
-    def delete_model(self, request: HttpRequest, obj: Limit) -> None:
-        super().delete_model(request, obj)
-        audit.record(request.user, "limit.delete", obj.key)
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        keys = list(queryset.values_list("key", flat=True))
-        super().delete_queryset(request, queryset)
-        for key in keys:
-            audit.record(request.user, "limit.delete", key)
+    audited_as, audited_by = "limit", "key"
 
     @admin.display(description="running")
     def running_now(self, obj: Limit) -> Any:
@@ -360,8 +366,10 @@ class LimitAdmin(admin.ModelAdmin):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(AuditedAdmin):
     """Recurring tasks; each run is an ordinary task (source "schedule") linked to its row."""
+
+    audited_as, audited_by = "schedule", "name"
 
     list_display = (
         "name",
@@ -389,17 +397,6 @@ class ScheduleAdmin(admin.ModelAdmin):
         if not change or timing or obj.next_run_at is None:
             start_schedule(obj)
         super().save_model(request, obj, form, change)
-        audit_change(request, "schedule", obj.name, form)
-
-    def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
-        super().delete_model(request, obj)
-        audit.record(request.user, "schedule.delete", obj.name)
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        names = list(queryset.values_list("name", flat=True))
-        super().delete_queryset(request, queryset)
-        for name in names:
-            audit.record(request.user, "schedule.delete", name)
 
 
 @admin.register(AuditEvent)
